@@ -1,0 +1,1 @@
+"""Course-staff tools: fixture builder, grader, student-kit builder. Not for students."""
