@@ -405,12 +405,12 @@ class Result:
         return self.verdict == 'passed'
 
 
-def load_solution(path):
-    """Imports solution.py from `path` as a fresh module."""
+def load_solution(path, name='solution'):
+    """Imports solution.py from `path` as a fresh module registered as `name`."""
     path = Path(path).resolve()
-    spec = importlib.util.spec_from_file_location('solution', path)
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
-    sys.modules['solution'] = module
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 
@@ -477,3 +477,53 @@ def summarize(test, outcomes, seconds):
     more = f" (and {len(bad) - 1} more of {len(outcomes)} cases)" if len(bad) > 1 else ''
     return Result(test, verdict, f"case '{name}'{more}: {message}", seconds,
                   [f"case '{n}': {v}: {m}" for n, v, m in bad])
+
+
+# ============================= Gradient check ===============================
+
+def numerical_gradient(f, x, h=1e-6):
+    """Central-difference gradient of the scalar f() w.r.t. array x (changed and restored)."""
+    grad = np.zeros_like(x, dtype=np.float64)
+    for index in np.ndindex(x.shape):
+        old = x[index]
+        x[index] = old + h
+        plus = f()
+        x[index] = old - h
+        minus = f()
+        x[index] = old
+        grad[index] = (plus - minus) / (2 * h)
+    return grad
+
+
+def relative_error(analytic, numeric):
+    """max |a - b| / max(|a| + |b|) elementwise, and the index where it is worst."""
+    error = np.abs(analytic - numeric) / np.maximum(np.abs(analytic) + np.abs(numeric), 1e-8)
+    worst = np.unravel_index(np.argmax(error), error.shape)
+    return float(error[worst]), tuple(int(i) for i in worst)
+
+
+def gradient_check(layer, inputs, seed=0):
+    """Compares layer.backward with central differences, all in float64.
+
+    The loss is sum(outputs * G) for a fixed random G; the random state is
+    reset before every forward pass, so a random layer (Dropout) keeps one
+    mask. Returns {'inputs' or parameter name: (relative error, worst index)}.
+    """
+    inputs = np.array(inputs, dtype=np.float64)
+    for name in layer.parameter_names:
+        setattr(layer, name, getattr(layer, name).astype(np.float64))
+        setattr(layer, name + '_grad', np.zeros(getattr(layer, name).shape))
+
+    def loss():
+        np.random.seed(seed)
+        return float(np.sum(np.asarray(layer(inputs), dtype=np.float64) * grad_outputs))
+
+    np.random.seed(seed)
+    grad_outputs = np.random.default_rng(seed).normal(size=np.shape(layer(inputs)))
+    analytic = {'inputs': np.asarray(layer.backward(grad_outputs), dtype=np.float64)}
+    for name in layer.parameter_names:
+        analytic[name] = len(inputs) * np.asarray(getattr(layer, name + '_grad'), dtype=np.float64)
+    numeric = {'inputs': numerical_gradient(loss, inputs)}
+    for name in layer.parameter_names:
+        numeric[name] = numerical_gradient(loss, getattr(layer, name))
+    return {name: relative_error(analytic[name], numeric[name]) for name in analytic}
