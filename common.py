@@ -5,11 +5,15 @@ run_test() below, so a test that passes here passes there.
 """
 import gzip
 import hashlib
+import http.client
 import importlib.util
 import json
 import os
 import pickle
+import shutil
 import sys
+import tarfile
+import tempfile
 import time
 import traceback
 import urllib.request
@@ -43,10 +47,15 @@ MNIST_MIRRORS = [
     'https://storage.googleapis.com/cvdf-datasets/mnist/',
     'http://yann.lecun.com/exdb/mnist/',
 ]
+CIFAR10_ARCHIVE = 'cifar-10-python.tar.gz'
+CIFAR10_FILES = {CIFAR10_ARCHIVE: 'c58f30108f718f92721af3b95e74349a'}
+CIFAR10_MIRRORS = ['https://www.cs.toronto.edu/~kriz/']
+CIFAR10_FOLDER = 'cifar-10-batches-py'
+CIFAR10_BATCHES = [f'data_batch_{number}' for number in range(1, 6)] + ['test_batch']
 
 
 class DataUnavailable(Exception):
-    """A dataset is missing and could not be downloaded."""
+    """A dataset is missing, corrupted, or could not be downloaded."""
 
 
 def md5sum(path):
@@ -57,40 +66,52 @@ def md5sum(path):
     return digest.hexdigest()
 
 
+def show_progress(name, done, total):
+    """Rewrites one progress line on a terminal; silent otherwise."""
+    if sys.stderr.isatty():
+        amount = f"{100 * done // total}%" if total else f"{done >> 20} MiB"
+        print(f"\r  {name}: {amount}", end='', file=sys.stderr, flush=True)
+
+
 def download(url, path, md5):
     """Downloads url to path atomically, with progress; checks the md5.
 
-    The file appears at `path` only when complete and correct: a failed or
-    interrupted download leaves nothing behind.
+    The file appears at `path` only when complete and correct: a failed,
+    corrupted or interrupted (even by Ctrl-C) download leaves nothing behind.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + '.part')
+    print(f"downloading {url}", file=sys.stderr, flush=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f'.{path.name}.',
+                                     suffix='.part', delete=False) as file:
+        partial = Path(file.name)
     try:
+        digest, done = hashlib.md5(), 0
         with urllib.request.urlopen(url, timeout=30) as response, open(partial, 'wb') as file:
-            size = int(response.headers.get('Content-Length') or 0)
-            done, shown = 0, -1
+            total = int(response.headers.get('Content-Length') or 0)
             for block in iter(lambda: response.read(1 << 20), b''):
                 file.write(block)
+                digest.update(block)
                 done += len(block)
-                percent = 100 * done // size if size else -1
-                if percent != shown and sys.stderr.isatty():
-                    print(f"\rdownloading {path.name}: {percent}%", end='', file=sys.stderr)
-                    shown = percent
-        if md5sum(partial) != md5:
-            raise DataUnavailable(f"{url}: checksum mismatch (expected md5 {md5}), "
-                                  f"the download is corrupted")
+                show_progress(path.name, done, total)
+        if sys.stderr.isatty():
+            print(file=sys.stderr)
+        if total and done != total:
+            raise DataUnavailable(f"{url}: connection closed after {done} of {total} bytes")
+        if digest.hexdigest() != md5:
+            raise DataUnavailable(f"{url}: checksum mismatch (md5 {digest.hexdigest()}, "
+                                  f"expected {md5}), the download is corrupted")
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
 
 
 def fetch(name, directory, md5, mirrors):
-    """Path of a checked copy of file `name` in `directory`, downloading if missing."""
+    """Path of a checked copy of file `name` in `directory`, downloading it if missing."""
     path = Path(directory) / name
     if path.exists():
         if md5sum(path) != md5:
-            raise DataUnavailable(f"{path} is corrupted (md5 differs from {md5}): delete it "
+            raise DataUnavailable(f"{path} is corrupted (its md5 is not {md5}): delete it "
                                   f"to download it again")
         return path
     errors = []
@@ -98,20 +119,26 @@ def fetch(name, directory, md5, mirrors):
         try:
             download(mirror + name, path, md5)
             return path
-        except (OSError, DataUnavailable) as error:
-            errors.append(f"{mirror}: {error}")
-    raise DataUnavailable(f"{path} is missing and could not be downloaded "
-                          f"({'; '.join(errors)}); put the file there by hand")
+        except (OSError, ValueError, http.client.HTTPException, DataUnavailable) as error:
+            errors.append(f"{mirror + name}: {error}")
+    sources = f" ({'; '.join(errors)})" if errors else ''
+    raise DataUnavailable(f"{path} is missing and could not be downloaded{sources}: "
+                          f"download {name} by hand and put it into {path.parent}/")
 
 
 def read_idx(path):
     """Parses a gzipped IDX file (the MNIST format) into a uint8 array."""
-    with gzip.open(path, 'rb') as file:
-        data = file.read()
-    ndim = data[3]
+    try:
+        with gzip.open(path, 'rb') as file:
+            data = file.read()
+    except (OSError, EOFError) as error:
+        raise DataUnavailable(f"{path} is not a gzipped IDX file ({error}): delete it to "
+                              f"download it again") from None
+    ndim = data[3] if len(data) > 3 else 0
     shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], 'big') for i in range(ndim))
-    if data[2] != 0x08 or len(data) != 4 + 4 * ndim + int(np.prod(shape)):
-        raise DataUnavailable(f"{path} is not a uint8 IDX file of shape {shape}")
+    if data[:3] != b'\0\0\x08' or len(data) != 4 + 4 * ndim + int(np.prod(shape)):
+        raise DataUnavailable(f"{path} is not a uint8 IDX file of shape {shape}: delete it "
+                              f"to download it again")
     return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
@@ -120,10 +147,37 @@ def one_hot(labels, classes):
     return np.eye(classes, dtype=np.float32)[labels]
 
 
-@lru_cache(maxsize=1)
+def channel_statistics(images):
+    """Mean and std (C,) of each channel of images (n, C, ...), accumulated in float64."""
+    pixels = images.reshape(len(images), images.shape[1], -1)
+    count = pixels.shape[0] * pixels.shape[2]
+    mean = pixels.sum(axis=(0, 2), dtype=np.float64) / count
+    mean_square = np.einsum('ncp,ncp->c', pixels, pixels, dtype=np.float64) / count
+    return mean, np.sqrt(mean_square - mean ** 2)
+
+
+def standardize(x_train, x_test):
+    """uint8 images (n, C, ...) -> float32, mean 0 and std 1 per channel.
+
+    Both sets use the training set's statistics.
+    """
+    mean, std = channel_statistics(x_train)
+    shape = (1, -1) + (1,) * (x_train.ndim - 2)
+    mean, std = mean.astype(np.float32).reshape(shape), std.astype(np.float32).reshape(shape)
+    x_train, x_test = (np.subtract(x, mean, dtype=np.float32) for x in (x_train, x_test))
+    x_train /= std  # in place: CIFAR-10's training set takes 600 MB as float32
+    x_test /= std
+    return x_train, x_test
+
+
 def load_mnist_raw():
     """(train images (60000, 28, 28), train labels, test images, test labels), uint8."""
-    directory = data_dir() / 'mnist'
+    return read_mnist(data_dir() / 'mnist')
+
+
+@lru_cache(maxsize=1)
+def read_mnist(directory):
+    """The four MNIST arrays from `directory`, downloaded if missing; cached per directory."""
     return tuple(read_idx(fetch(name, directory, md5, MNIST_MIRRORS))
                  for name, md5 in MNIST_FILES.items())
 
@@ -135,14 +189,103 @@ def load_mnist():
     set's statistics; y is one-hot float32 (n, 10).
     """
     train_images, train_labels, test_images, test_labels = load_mnist_raw()
-    x_train = train_images.reshape(len(train_images), -1).astype(np.float32)
-    x_test = test_images.reshape(len(test_images), -1).astype(np.float32)
-    mean, std = x_train.mean(), x_train.std()
-    return ((x_train - mean) / std, one_hot(train_labels, 10),
-            (x_test - mean) / std, one_hot(test_labels, 10))
+    x_train, x_test = standardize(train_images[:, None], test_images[:, None])
+    return (x_train.reshape(len(x_train), -1), one_hot(train_labels, 10),
+            x_test.reshape(len(x_test), -1), one_hot(test_labels, 10))
 
 
-DATASETS = {'mnist': load_mnist}
+def unsafe_member(member, target):
+    """Why a tar member may not be extracted into the folder target, or ''."""
+    if not (member.isfile() or member.isdir()):
+        return "it is a link or a device"
+    if os.path.isabs(member.name) or not (target / member.name).resolve().is_relative_to(target):
+        return "its path leads out of the folder"
+    return ''
+
+
+def extract_folder(archive, directory, folder):
+    """Extracts directory/folder from a .tar.gz, all or nothing.
+
+    Refuses the whole archive if any member is a link, a device or a path
+    leading out of the directory.
+    """
+    staging = Path(tempfile.mkdtemp(prefix=f'.{folder}.', dir=directory)).resolve()
+    try:
+        with tarfile.open(archive, 'r:gz') as tar:
+            members = tar.getmembers()
+            for member in members:
+                if reason := unsafe_member(member, staging):
+                    raise DataUnavailable(f"{archive}: refusing to extract {member.name!r}: "
+                                          f"{reason}; delete the archive and download it again")
+            tar.extraction_filter = getattr(tarfile, 'data_filter', None)  # a second check
+            tar.extractall(staging, members)
+        if not (staging / folder).is_dir():
+            raise DataUnavailable(f"{archive} has no folder {folder}/: delete the archive "
+                                  f"and download it again")
+        os.rename(staging / folder, Path(directory) / folder)
+    except (OSError, EOFError, tarfile.TarError) as error:
+        raise DataUnavailable(f"{archive} cannot be extracted ({error}): delete it and "
+                              f"download it again") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def read_cifar10_batch(path):
+    """One CIFAR-10 batch pickle -> (images (n, 3, 32, 32) uint8, labels (n,) int64)."""
+    if not path.is_file():
+        raise DataUnavailable(f"{path.parent} has no file {path.name}: delete the folder "
+                              f"to extract it again from {CIFAR10_ARCHIVE}")
+    try:
+        batch = load_pickle(path, encoding='bytes')
+        data, labels = batch[b'data'], np.asarray(batch[b'labels'])
+    except (OSError, EOFError, pickle.UnpicklingError, FixtureError, KeyError, TypeError,
+            ValueError) as error:
+        raise DataUnavailable(f"{path} is not a CIFAR-10 batch ({error!r}): delete the "
+                              f"folder to extract it again") from None
+    if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2
+            and data.shape[1] == 3072 and labels.shape == (len(data),)
+            and np.isin(labels, np.arange(10)).all()):
+        raise DataUnavailable(f"{path} is not a CIFAR-10 batch (expected uint8 data (n, 3072) "
+                              f"and n labels in 0..9): delete the folder to extract it again")
+    return data.reshape(-1, 3, 32, 32), labels.astype(np.int64)
+
+
+def load_cifar10_raw():
+    """(train images (50000, 3, 32, 32), train labels, test images, test labels)."""
+    return read_cifar10(data_dir())
+
+
+@lru_cache(maxsize=1)
+def read_cifar10(directory):
+    """The CIFAR-10 arrays from directory/cifar-10-batches-py/; cached per directory.
+
+    Without that folder, extracts it from the archive, downloaded if missing.
+    """
+    folder = directory / CIFAR10_FOLDER
+    if not folder.exists():
+        try:
+            archive = fetch(CIFAR10_ARCHIVE, directory, CIFAR10_FILES[CIFAR10_ARCHIVE],
+                            CIFAR10_MIRRORS)
+        except DataUnavailable as error:
+            raise DataUnavailable(f"{error}, or put the folder {CIFAR10_FOLDER}/ extracted "
+                                  f"from it into {directory}/") from None
+        extract_folder(archive, directory, CIFAR10_FOLDER)
+    images, labels = zip(*(read_cifar10_batch(folder / name) for name in CIFAR10_BATCHES))
+    return np.concatenate(images[:-1]), np.concatenate(labels[:-1]), images[-1], labels[-1]
+
+
+def load_cifar10():
+    """CIFAR-10 as the assignment gives it: (x_train, y_train, x_test, y_test).
+
+    x is float32 (n, 3, 32, 32) normalized to mean 0, std 1 per channel with
+    the training set's statistics; y is one-hot float32 (n, 10).
+    """
+    train_images, train_labels, test_images, test_labels = load_cifar10_raw()
+    x_train, x_test = standardize(train_images, test_images)
+    return x_train, one_hot(train_labels, 10), x_test, one_hot(test_labels, 10)
+
+
+DATASETS = {'mnist': load_mnist, 'cifar10': load_cifar10}
 
 
 # ================================ Fixtures ==================================
@@ -168,9 +311,9 @@ class FixtureUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def load_pickle(path):
+def load_pickle(path, encoding='ASCII'):
     with open(path, 'rb') as file:
-        return FixtureUnpickler(file).load()
+        return FixtureUnpickler(file, encoding=encoding).load()
 
 
 @dataclass
@@ -219,7 +362,10 @@ def as_array(value, what):
     """np.asarray(value), refusing what cannot be a numeric result."""
     if value is None:
         raise CheckFailed(f"{what}: got None (a missing return statement?)")
-    array = np.asarray(value)
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError) as error:  # ragged lists and the like
+        raise CheckFailed(f"{what}: cannot be made an array of numbers ({error})") from None
     if array.dtype.kind not in 'biuf':
         raise CheckFailed(f"{what}: got an array of dtype {array.dtype}, expected numbers")
     return array
@@ -282,6 +428,11 @@ def build_layer(solution, case):
     return layer
 
 
+def snapshot(value):
+    """A copy of an array, so that a layer updating it in place later cannot change it."""
+    return np.array(value) if isinstance(value, np.ndarray) else value
+
+
 def run_layer(solution, case):
     """Calls the layer on each of case['calls']; collects outputs, gradients, state."""
     layer = build_layer(solution, case)
@@ -290,14 +441,116 @@ def run_layer(solution, case):
     for number, call in enumerate(case['calls'], 1):
         prefix = f"call {number}: " if multiple else ''
         layer.is_training = call['is_training']
-        results[prefix + 'outputs'] = layer(call['inputs'].copy())
+        results[prefix + 'outputs'] = snapshot(layer(call['inputs'].copy()))
         if call.get('grad_outputs') is not None:
-            results[prefix + 'grad_inputs'] = layer.backward(call['grad_outputs'].copy())
+            results[prefix + 'grad_inputs'] = snapshot(layer.backward(call['grad_outputs'].copy()))
             for name in layer.parameter_names:
-                results[prefix + name + '_grad'] = getattr(layer, name + '_grad')
+                results[prefix + name + '_grad'] = snapshot(getattr(layer, name + '_grad'))
         for name in case.get('state', ()):
-            results[prefix + name] = getattr(layer, name)
+            results[prefix + name] = snapshot(getattr(layer, name))
     return results
+
+
+def pooling_windows(images, size):
+    """(n, C, H, W) -> (n, C, H // size, W // size, size * size): the windows of a
+    pooling with stride = size (rows and columns left over are dropped)."""
+    n, channels, height, width = images.shape
+    rows, columns = height // size, width // size
+    windows = images[:, :, :rows * size, :columns * size]
+    windows = windows.reshape(n, channels, rows, size, columns, size)
+    return windows.transpose(0, 1, 2, 4, 3, 5).reshape(n, channels, rows, columns, size * size)
+
+
+def verify_max_pooling(case, results):
+    """As expected, but each window's gradient may go to any one of its maximal inputs.
+
+    case['expected'] has no grad_inputs: where a window has tied maxima any
+    one of them may take the whole gradient; inputs no window covers get 0.
+    """
+    verify_expected(case, results)
+    call, size = case['calls'][0], case['args']['pool_size']
+    inputs, grad_outputs = call['inputs'], call['grad_outputs'][..., None]
+    grad_inputs = as_array(results['grad_inputs'], 'grad_inputs').astype(np.float64)
+    if grad_inputs.shape != inputs.shape:
+        raise CheckFailed(f"grad_inputs: shape {grad_inputs.shape}, expected {inputs.shape}")
+    windows, grad_windows = pooling_windows(inputs, size), pooling_windows(grad_inputs, size)
+    tolerance = ATOL * max(1.0, np.max(np.abs(grad_outputs))) + RTOL * np.abs(grad_outputs)
+    maximal = windows == np.max(windows, axis=-1, keepdims=True)
+    taken = (np.abs(grad_windows - grad_outputs) <= tolerance) & maximal
+    zero = np.abs(grad_windows) <= ATOL
+    routed = (np.sum(taken, axis=-1) == 1) & np.all(taken | zero, axis=-1)
+    if not np.all(routed):
+        index = tuple(int(i) for i in np.argwhere(~routed)[0])
+        raise CheckFailed(
+            f"grad_inputs: in {np.count_nonzero(~routed)} of {routed.size} windows the gradient "
+            f"does not go whole to one maximal input; window {index} has inputs "
+            f"{np.round(windows[index], 6).tolist()}, grad_outputs {grad_outputs[index][0]:.6g}, "
+            f"got gradient {np.round(grad_windows[index], 6).tolist()}")
+    uncovered = grad_inputs.copy()
+    uncovered[:, :, :windows.shape[2] * size, :windows.shape[3] * size] = 0
+    if np.any(np.abs(uncovered) > ATOL):
+        raise CheckFailed("grad_inputs: the last rows/columns, which no window covers, must "
+                          "get 0")
+
+
+def verify_dropout(case, results):
+    """Properties of dropout with probability p: a training call, then a test call.
+
+    Training keeps each input as is or zeroes it, zeroes a fraction within
+    5 binomial sigma of p, and backward zeroes the same elements; test mode
+    multiplies by 1 - p.
+    """
+    p = case['args']['p']
+    training, test = case['calls']
+    inputs = training['inputs']
+    outputs = as_array(results['call 1: outputs'], 'call 1: outputs')
+    if outputs.shape != inputs.shape:
+        raise CheckFailed(f"call 1: outputs: shape {outputs.shape}, expected {inputs.shape}")
+    zeroed = outputs == 0
+    compare("call 1 (training): outputs that are not zeroed", outputs, np.where(zeroed, 0, inputs))
+    fraction, bound = np.mean(zeroed), 5 * np.sqrt(p * (1 - p) / zeroed.size)
+    if abs(fraction - p) > bound:
+        raise CheckFailed(f"call 1 (training) zeroed a fraction {fraction:.4f} of {zeroed.size} "
+                          f"inputs, expected p = {p} ± {bound:.4f}")
+    compare("call 1: grad_inputs (zero where the outputs are zeroed, grad_outputs elsewhere)",
+            results['call 1: grad_inputs'], np.where(zeroed, 0, training['grad_outputs']))
+    compare("call 2 (test mode): outputs", results['call 2: outputs'], test['inputs'] * (1 - p))
+
+
+def run_function(solution, case):
+    """Calls case['function'] on the positional case['args'].
+
+    With case['index_into'] the result (k, i, j) indexes that array as
+    x_padded[:, k, i, j]. With case['must_raise'] the call must raise
+    ValueError: the results are empty when it did.
+    """
+    function = solution_attribute(solution, case['function'])
+    args = [arg.copy() if isinstance(arg, np.ndarray) else arg for arg in case['args']]
+    if case['must_raise']:
+        try:
+            return {'returned': function(*args)}
+        except ValueError:
+            return {}
+    result = function(*args)
+    if 'index_into' not in case:
+        return {case['function']: result}
+    try:
+        k, i, j = result
+        return {'x_padded[:, k, i, j]': case['index_into'][:, k, i, j]}
+    except (TypeError, ValueError, IndexError) as error:
+        raise CheckFailed(f"x_padded[:, k, i, j] with the (k, i, j) that {case['function']} "
+                          f"returned fails: {error}") from None
+
+
+def verify_function(case, results):
+    """The call raised ValueError when it must; otherwise its result is as expected."""
+    if 'returned' in results:
+        arguments = ', '.join(map(repr, case['args']))
+        returned = results['returned']  # an array when it came back from the grader's sandbox
+        shown = returned.tolist() if isinstance(returned, np.ndarray) else returned
+        raise CheckFailed(f"{case['function']}({arguments}) returned {shown!r}, "
+                          f"expected it to raise ValueError")
+    verify_expected(case, results)
 
 
 def run_initialization(solution, case):
@@ -343,14 +596,22 @@ def run_optimizer(solution, case):
     return results
 
 
-def run_training(solution, case):
-    """Trains the student's model; returns its predicted test labels and the time."""
-    x_train, y_train, x_test, _ = DATASETS[case['dataset']]()
+def train_model(solution, case, x_train, y_train):
+    """Calls the case's training function with the last valid_size samples for validation.
+
+    Returns (the trained model, seconds).
+    """
     split = len(x_train) - case['valid_size']
     start = time.perf_counter()
     model = solution_attribute(solution, case['function'])(
         x_train[:split], y_train[:split], x_train[split:], y_train[split:])
-    seconds = time.perf_counter() - start
+    return model, time.perf_counter() - start
+
+
+def run_training(solution, case):
+    """Trains the student's model; returns its predicted test labels and the time."""
+    x_train, y_train, x_test, _ = DATASETS[case['dataset']]()
+    model, seconds = train_model(solution, case, x_train, y_train)
     predictions = model.predict(x_test)
     return {'labels': np.argmax(as_array(predictions, 'model.predict(x_test)'), axis=1),
             'seconds': np.float64(seconds)}
@@ -382,6 +643,9 @@ def verify_expected(case, results):
 
 CHECKS = {
     'layer': (run_layer, verify_expected),
+    'max_pooling': (run_layer, verify_max_pooling),
+    'dropout': (run_layer, verify_dropout),
+    'function': (run_function, verify_function),
     'initialization': (run_initialization, verify_initialization),
     'loss': (run_loss, verify_expected),
     'optimizer': (run_optimizer, verify_expected),
@@ -393,7 +657,8 @@ CHECKS = {
 
 @dataclass
 class Result:
-    """The verdict of one test: passed, failed, not implemented or error."""
+    """The verdict of one test: passed, failed, not implemented, error, not available
+    or memory limit."""
     test: str
     verdict: str
     message: str = ''
@@ -436,6 +701,10 @@ def run_case(solution, case):
         return 'ok', run(solution, case_inputs(case))
     except NotImplementedError as error:
         return 'not implemented', str(error) or 'NotImplementedError'
+    except DataUnavailable as error:
+        return 'not available', str(error)
+    except MemoryError:
+        return 'memory limit', "ran out of memory (MemoryError)"
     except CheckFailed as error:
         return 'failed', str(error)
     except Exception as error:  # the student's code raised: report it, go on
@@ -481,49 +750,129 @@ def summarize(test, outcomes, seconds):
 
 # ============================= Gradient check ===============================
 
-def numerical_gradient(f, x, h=1e-6):
-    """Central-difference gradient of the scalar f() w.r.t. array x (changed and restored)."""
+def numerical_gradient(f, x, h=1e-6, grad_outputs=1.0):
+    """Central-difference gradient of sum(f() * grad_outputs) w.r.t. array x.
+
+    x is changed and restored. f() returns a scalar or an array; an array's
+    two values are subtracted before the sum, which keeps the rounding
+    error of every element small.
+    """
     grad = np.zeros_like(x, dtype=np.float64)
     for index in np.ndindex(x.shape):
         old = x[index]
         x[index] = old + h
-        plus = f()
+        plus = np.array(f(), dtype=np.float64)
         x[index] = old - h
-        minus = f()
+        minus = np.array(f(), dtype=np.float64)
         x[index] = old
-        grad[index] = (plus - minus) / (2 * h)
+        grad[index] = np.sum((plus - minus) * grad_outputs) / (2 * h)
     return grad
 
 
 def relative_error(analytic, numeric):
-    """max |a - b| / max(|a| + |b|) elementwise, and the index where it is worst."""
-    error = np.abs(analytic - numeric) / np.maximum(np.abs(analytic) + np.abs(numeric), 1e-8)
+    """The largest |a - b| / (|a| + |b|) over the elements, and its index.
+
+    The denominator is at least 1% of the array's largest |a| + |b| (and
+    1e-8): on elements close to zero next to the others, rounding noise
+    would dominate.
+    """
+    size = np.abs(analytic) + np.abs(numeric)
+    error = np.abs(analytic - numeric) / np.maximum(size, max(0.01 * np.max(size), 1e-8))
     worst = np.unravel_index(np.argmax(error), error.shape)
     return float(error[worst]), tuple(int(i) for i in worst)
 
 
-def gradient_check(layer, inputs, seed=0):
-    """Compares layer.backward with central differences, all in float64.
+class GradientCheckError(Exception):
+    """The layer cannot be gradient-checked as it is (float32 outputs, randomness, bad shapes)."""
 
-    The loss is sum(outputs * G) for a fixed random G; the random state is
-    reset before every forward pass, so a random layer (Dropout) keeps one
-    mask. Returns {'inputs' or parameter name: (relative error, worst index)}.
+
+def check_float64(layer, inputs, seed):
+    """An error unless a change of 1e-12 in the inputs and each parameter reaches the outputs.
+
+    It does in float64; a layer that computes in float32 inside loses it, and
+    central differences would then measure rounding noise.
+    """
+    signs = np.random.default_rng((seed, 2))
+    np.random.seed(seed)
+    outputs = np.array(layer(inputs))
+    for name in ['inputs', *layer.parameter_names]:
+        array = inputs if name == 'inputs' else getattr(layer, name)
+        original = array.copy()
+        array += 1e-12 * (1 + np.abs(array)) * signs.choice([-1, 1], size=array.shape)
+        np.random.seed(seed)
+        changed = np.any(np.asarray(layer(inputs)) != outputs)
+        array[...] = original
+        if not changed:
+            raise GradientCheckError(
+                f"{layer.name}: changing {name} by 1e-12 leaves the outputs exactly the same, so "
+                f"the layer computes in float32 (astype(np.float32)?) or ignores {name}: the "
+                f"check needs float64 throughout")
+
+
+def forward_repeatably(layer, inputs, seed):
+    """layer(inputs) with np.random reseeded; an error unless repeatable."""
+    outputs = []
+    for _ in range(2):
+        np.random.seed(seed)
+        outputs.append(np.asarray(layer(inputs)))
+    if not np.array_equal(*outputs, equal_nan=True):
+        raise GradientCheckError(
+            f"{layer.name}: two forward passes on the same inputs differ, with np.random "
+            f"reseeded before each: outputs must depend only on the inputs, the parameters and "
+            f"np.random (draw masks with np.random.*, not np.random.default_rng())")
+    return outputs[0]
+
+
+def backward_gradients(layer, grad_outputs, inputs):
+    """{'inputs' or parameter name: gradient} from layer.backward, parameter ones times n."""
+    grad_inputs = layer.backward(grad_outputs)
+    if grad_inputs is None:
+        raise GradientCheckError(f"{layer.name}.backward() returned None: return dL/dinputs")
+    gradients = {'inputs': np.asarray(grad_inputs, dtype=np.float64)}
+    for name in layer.parameter_names:
+        gradients[name] = len(inputs) * np.asarray(getattr(layer, name + '_grad'), dtype=np.float64)
+    for name, gradient in gradients.items():
+        expected = np.shape(inputs if name == 'inputs' else getattr(layer, name))
+        if gradient.shape != expected:
+            what = 'backward() returned' if name == 'inputs' else f"{name}_grad has"
+            raise GradientCheckError(f"{layer.name}.{what} shape {gradient.shape}, expected {expected}")
+    return gradients
+
+
+def gradients(layer, inputs, seed=0):
+    """(analytic, numeric): layer.backward's gradients and central differences, in float64.
+
+    Both are dicts {'inputs' or parameter name: array}. The loss is
+    sum(outputs * G) for a fixed random G (from a stream of its own, not the
+    one of inputs drawn with the same seed), in training mode; np.random is
+    reseeded before every forward pass, so a random layer (Dropout) keeps one
+    mask. Parameter gradients, averaged over the batch by the layer, are
+    multiplied by n to compare them with the gradient of the summed loss.
+    Raises GradientCheckError when the layer cannot be checked as it is.
     """
     inputs = np.array(inputs, dtype=np.float64)
+    layer.is_training = True
     for name in layer.parameter_names:
         setattr(layer, name, getattr(layer, name).astype(np.float64))
         setattr(layer, name + '_grad', np.zeros(getattr(layer, name).shape))
+    check_float64(layer, inputs, seed)
+    outputs_shape = forward_repeatably(layer, inputs, seed).shape
+    grad_outputs = np.random.default_rng((seed, 1)).normal(size=outputs_shape)
+    analytic = backward_gradients(layer, grad_outputs, inputs)
 
-    def loss():
+    def outputs():
         np.random.seed(seed)
-        return float(np.sum(np.asarray(layer(inputs), dtype=np.float64) * grad_outputs))
+        return layer(inputs)
 
-    np.random.seed(seed)
-    grad_outputs = np.random.default_rng(seed).normal(size=np.shape(layer(inputs)))
-    analytic = {'inputs': np.asarray(layer.backward(grad_outputs), dtype=np.float64)}
-    for name in layer.parameter_names:
-        analytic[name] = len(inputs) * np.asarray(getattr(layer, name + '_grad'), dtype=np.float64)
-    numeric = {'inputs': numerical_gradient(loss, inputs)}
-    for name in layer.parameter_names:
-        numeric[name] = numerical_gradient(loss, getattr(layer, name))
+    numeric = {name: numerical_gradient(outputs, inputs if name == 'inputs' else getattr(layer, name),
+                                        grad_outputs=grad_outputs) for name in analytic}
+    return analytic, numeric
+
+
+def gradient_check(layer, inputs, seed=0):
+    """{'inputs' or parameter name: (relative error, worst index)} of layer.backward.
+
+    See gradients() for how the layer is run.
+    """
+    analytic, numeric = gradients(layer, inputs, seed)
     return {name: relative_error(analytic[name], numeric[name]) for name in analytic}

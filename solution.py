@@ -158,3 +158,328 @@ def train_mnist_model(x_train, y_train, x_valid, y_valid):
               x_valid=x_valid, y_valid=y_valid)
     return model
     # your code here /\
+
+
+# ============================== 3.1 Conv2D ==================================
+
+def determine_padding(kernel_size, mode):
+    """Padding P added on each side of an image for an odd kernel_size K.
+
+    'same' keeps H and W, 'valid' adds none; any other mode is a ValueError.
+    """
+    # your code here \/
+    if mode == 'same':
+        return (kernel_size - 1) // 2
+    if mode == 'valid':
+        return 0
+    raise ValueError(f"unknown padding mode {mode!r}: use 'same' or 'valid'")
+    # your code here /\
+
+
+def get_im2col_indices(input_shape, kernel_size, padding):
+    """Indices (k, i, j) with x_padded[:, k, i, j] = im2col of x_padded, (n, C*K*K, Ho*Wo).
+
+    input_shape is (n, C, H, W); k, i, j are integer arrays broadcastable to
+    (C*K*K, Ho*Wo): row c*K*K + ki*K + kj, column ho*Wo + wo reads channel c,
+    row ho + ki, column wo + kj of the padded images.
+    """
+    # your code here \/
+    _, channels, height, width = input_shape
+    K = kernel_size
+    Ho, Wo = height + 2 * padding - K + 1, width + 2 * padding - K + 1
+    ki, kj = np.repeat(np.arange(K), K), np.tile(np.arange(K), K)
+    ho, wo = np.repeat(np.arange(Ho), Wo), np.tile(np.arange(Wo), Ho)
+    k = np.repeat(np.arange(channels), K * K)[:, None]
+    i = np.tile(ki, channels)[:, None] + ho[None, :]
+    j = np.tile(kj, channels)[:, None] + wo[None, :]
+    return k, i, j
+    # your code here /\
+
+
+def im2col(inputs, kernel_size, padding):
+    """Images (n, C, H, W) -> columns (n, C*K*K, Ho*Wo), zero padded by `padding`.
+
+    Row c*K*K + ki*K + kj, column ho*Wo + wo holds x_padded[:, c, ho + ki, wo + kj].
+    """
+    # your code here \/
+    n, channels = inputs.shape[:2]
+    K = kernel_size
+    padded = np.pad(inputs, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (K, K), axis=(2, 3))
+    Ho, Wo = windows.shape[2:4]
+    return windows.transpose(0, 1, 4, 5, 2, 3).reshape(n, channels * K * K, Ho * Wo)
+    # your code here /\
+
+
+def col2im(cols, input_shape, kernel_size, padding):
+    """Columns (n, C*K*K, Ho*Wo) -> images input_shape (n, C, H, W): the adjoint of im2col.
+
+    Each column entry is added back where im2col read it (overlapping
+    windows add up); the padding is cut off.
+    """
+    # your code here \/
+    n, channels, height, width = input_shape
+    K = kernel_size
+    Ho, Wo = height + 2 * padding - K + 1, width + 2 * padding - K + 1
+    cols = cols.reshape(n, channels, K, K, Ho, Wo)
+    padded = np.zeros((n, channels, height + 2 * padding, width + 2 * padding), dtype=cols.dtype)
+    for ki in range(K):
+        for kj in range(K):
+            padded[:, :, ki:ki + Ho, kj:kj + Wo] += cols[:, :, ki, kj]
+    return padded[:, :, padding:padding + height, padding:padding + width]
+    # your code here /\
+
+
+class Conv2D(Layer):
+    """Cross-correlation with D kernels K x K, stride 1: (n, C, H, W) -> (n, D, Ho, Wo)."""
+
+    def __init__(self, output_channels, kernel_size=3, padding='same', input_shape=None):
+        super().__init__(input_shape)
+        self.output_channels = output_channels
+        self.kernel_size = kernel_size
+        self.padding_mode = padding
+
+    def build(self, optimizer, prev_layer=None):
+        super().build(optimizer, prev_layer)
+        input_channels, input_height, input_width = self.input_shape
+        K = self.kernel_size
+        self.padding = determine_padding(K, self.padding_mode)
+        self.output_shape = (self.output_channels, input_height + 2 * self.padding - K + 1,
+                             input_width + 2 * self.padding - K + 1)
+        self.kernels, self.kernels_grad = self.add_parameter(
+            'kernels', (self.output_channels, input_channels, K, K),
+            he_initializer(input_channels * K * K))
+        self.biases, self.biases_grad = self.add_parameter(
+            'biases', (self.output_channels,), np.zeros)
+
+    def forward(self, inputs):
+        """inputs (n, C, H, W) -> outputs (n, D, Ho, Wo)."""
+        # your code here \/
+        self.input_cols = im2col(inputs, self.kernel_size, self.padding)
+        kernel_rows = self.kernels.reshape(self.output_channels, -1)
+        outputs = kernel_rows @ self.input_cols + self.biases[:, None]
+        return outputs.reshape((len(inputs),) + self.output_shape)
+        # your code here /\
+
+    def backward(self, grad_outputs):
+        """dL/dy (n, D, Ho, Wo) -> dL/dx (n, C, H, W).
+
+        Fills self.kernels_grad (D, C, K, K) and self.biases_grad (D,),
+        summed over positions and averaged over the batch.
+        """
+        # your code here \/
+        n = len(grad_outputs)
+        grad_rows = grad_outputs.reshape(n, self.output_channels, -1)
+        kernels_grad = np.tensordot(grad_rows, self.input_cols, axes=([0, 2], [0, 2]))
+        self.kernels_grad[...] = kernels_grad.reshape(self.kernels.shape) / n
+        self.biases_grad[...] = np.sum(grad_rows, axis=(0, 2)) / n
+        grad_cols = self.kernels.reshape(self.output_channels, -1).T @ grad_rows
+        return col2im(grad_cols, (n,) + self.input_shape, self.kernel_size, self.padding)
+        # your code here /\
+
+
+# ============================ 3.2 MaxPooling2D ==============================
+
+class MaxPooling2D(Layer):
+    """Maximum over K x K windows with stride K: (n, C, H, W) -> (n, C, H // K, W // K).
+
+    When H or W is not a multiple of K, the last rows/columns are dropped.
+    Backward gives each window's gradient to one of its maximal inputs.
+    """
+
+    def __init__(self, pool_size=2, input_shape=None):
+        super().__init__(input_shape)
+        self.pool_size = pool_size
+
+    def build(self, optimizer, prev_layer=None):
+        super().build(optimizer, prev_layer)
+        channels, height, width = self.input_shape
+        self.output_shape = (channels, height // self.pool_size, width // self.pool_size)
+
+    def forward(self, inputs):
+        """inputs (n, C, H, W) -> outputs (n, C, Ho, Wo); keeps each window's argmax."""
+        # your code here \/
+        n, channels, Ho, Wo = (len(inputs),) + self.output_shape
+        K = self.pool_size
+        windows = inputs[:, :, :Ho * K, :Wo * K].reshape(n, channels, Ho, K, Wo, K)
+        windows = windows.transpose(0, 1, 2, 4, 3, 5).reshape(n, channels, Ho, Wo, K * K)
+        self.argmax = np.argmax(windows, axis=-1)
+        return np.max(windows, axis=-1)
+        # your code here /\
+
+    def backward(self, grad_outputs):
+        """dL/dy (n, C, Ho, Wo) -> dL/dx (n, C, H, W), nonzero only at the argmaxes."""
+        # your code here \/
+        n, channels, Ho, Wo = grad_outputs.shape
+        K = self.pool_size
+        at_argmax = np.arange(K * K) == self.argmax[..., None]
+        grad_windows = (at_argmax * grad_outputs[..., None]).reshape(n, channels, Ho, Wo, K, K)
+        grad_inputs = np.zeros((n,) + self.input_shape, dtype=grad_outputs.dtype)
+        grad_inputs[:, :, :Ho * K, :Wo * K] = (
+            grad_windows.transpose(0, 1, 2, 4, 3, 5).reshape(n, channels, Ho * K, Wo * K))
+        return grad_inputs
+        # your code here /\
+
+
+# ======================== 3.3 GlobalAveragePooling ==========================
+
+class GlobalAveragePooling(Layer):
+    """Mean of each channel: (n, C, H, W) -> (n, C)."""
+
+    def build(self, optimizer, prev_layer=None):
+        super().build(optimizer, prev_layer)
+        self.output_shape = self.input_shape[:1]
+
+    def forward(self, inputs):
+        """inputs (n, C, H, W) -> outputs (n, C)."""
+        # your code here \/
+        return np.mean(inputs, axis=(2, 3))
+        # your code here /\
+
+    def backward(self, grad_outputs):
+        """dL/dy (n, C) -> dL/dx (n, C, H, W)."""
+        # your code here \/
+        _, height, width = self.input_shape
+        grad = grad_outputs[:, :, None, None] / (height * width)
+        return np.broadcast_to(grad, (len(grad_outputs),) + self.input_shape).copy()
+        # your code here /\
+
+
+# ========================= 3.4 BatchNormalization ===========================
+
+class BatchNormalization(Layer):
+    """y = gamma * (x - mean) / sqrt(var + eps) + beta, per channel.
+
+    Images (n, C, H, W) are normalized over n, H, W, vectors (n, d) over n.
+    Training uses the batch mean and (biased) variance and updates
+    running = momentum * running + (1 - momentum) * batch statistic;
+    test mode uses running_mean, running_var and leaves them unchanged.
+    """
+
+    state_names = ('running_mean', 'running_var')
+
+    def __init__(self, momentum=0.9, input_shape=None):
+        super().__init__(input_shape)
+        self.momentum = momentum
+
+    def build(self, optimizer, prev_layer=None):
+        super().build(optimizer, prev_layer)
+        channels = self.input_shape[0]
+        self.eps = 1e-5
+        self.gamma, self.gamma_grad = self.add_parameter('gamma', (channels,), np.ones)
+        self.beta, self.beta_grad = self.add_parameter('beta', (channels,), np.zeros)
+        self.running_mean = np.zeros(channels, dtype=np.float32)
+        self.running_var = np.ones(channels, dtype=np.float32)
+
+    def forward(self, inputs):
+        """inputs (n, C, H, W) or (n, C) -> outputs of the same shape."""
+        # your code here \/
+        axes = (0,) + tuple(range(2, inputs.ndim))  # every axis but the channels
+        if self.is_training:
+            mean = np.mean(inputs, axis=axes, dtype=np.float64)
+            var = np.var(inputs, axis=axes, dtype=np.float64)
+            self.running_mean[...] = self.momentum * self.running_mean + (1 - self.momentum) * mean
+            self.running_var[...] = self.momentum * self.running_var + (1 - self.momentum) * var
+        else:
+            mean, var = self.running_mean, self.running_var
+        shape = (1, -1) + (1,) * (inputs.ndim - 2)  # (C,) -> broadcasts against the inputs
+        self.inv_std = np.reshape(1 / np.sqrt(var + self.eps), shape).astype(inputs.dtype)
+        self.normalized = (inputs - np.reshape(mean, shape).astype(inputs.dtype)) * self.inv_std
+        return self.normalized * np.reshape(self.gamma, shape) + np.reshape(self.beta, shape)
+        # your code here /\
+
+    def backward(self, grad_outputs):
+        """dL/dy -> dL/dx, in training mode; fills gamma_grad, beta_grad (C,) averaged over n."""
+        # your code here \/
+        axes = (0,) + tuple(range(2, grad_outputs.ndim))
+        n, m = len(grad_outputs), grad_outputs.size // len(self.gamma)  # batch, values per channel
+        grad_beta = np.sum(grad_outputs, axis=axes, dtype=np.float64)
+        grad_gamma = np.sum(grad_outputs * self.normalized, axis=axes, dtype=np.float64)
+        self.beta_grad[...] = grad_beta / n
+        self.gamma_grad[...] = grad_gamma / n
+        shape, dtype = self.inv_std.shape, grad_outputs.dtype
+        mean_grad = np.reshape(grad_beta / m, shape).astype(dtype)
+        mean_grad_normalized = np.reshape(grad_gamma / m, shape).astype(dtype)
+        scale = np.reshape(self.gamma, shape) * self.inv_std
+        return scale * (grad_outputs - mean_grad - self.normalized * mean_grad_normalized)
+        # your code here /\
+
+
+# ============================== 3.5 Dropout =================================
+
+class Dropout(Layer):
+    """Training: zeroes each element with probability p, keeps the others as they are.
+
+    Test mode multiplies every element by 1 - p instead.
+    """
+
+    def __init__(self, p, input_shape=None):
+        super().__init__(input_shape)
+        self.p = p
+
+    def forward(self, inputs):
+        """inputs (n, ...) -> outputs (n, ...); keeps the mask of kept elements."""
+        # your code here \/
+        if not self.is_training:
+            return inputs * (1 - self.p)
+        self.mask = np.random.random(inputs.shape) >= self.p
+        return inputs * self.mask
+        # your code here /\
+
+    def backward(self, grad_outputs):
+        """dL/dy (n, ...) -> dL/dx (n, ...), zero where forward zeroed."""
+        # your code here \/
+        return grad_outputs * self.mask
+        # your code here /\
+
+
+# ============================== 3.6 Flatten =================================
+
+class Flatten(Layer):
+    """(n, D1, ..., Dk) -> (n, D1 * ... * Dk), in C order."""
+
+    def build(self, optimizer, prev_layer=None):
+        super().build(optimizer, prev_layer)
+        self.output_shape = (int(np.prod(self.input_shape)),)
+
+    def forward(self, inputs):
+        """inputs (n, D1, ..., Dk) -> outputs (n, D1 * ... * Dk)."""
+        # your code here \/
+        return inputs.reshape(len(inputs), -1)
+        # your code here /\
+
+    def backward(self, grad_outputs):
+        """dL/dy (n, D1 * ... * Dk) -> dL/dx (n, D1, ..., Dk)."""
+        # your code here \/
+        return grad_outputs.reshape((len(grad_outputs),) + self.input_shape)
+        # your code here /\
+
+
+# ============================== 3.7 CIFAR-10 ================================
+
+def train_cifar10_model(x_train, y_train, x_valid, y_valid):
+    """Builds and trains a convolutional model on CIFAR-10; returns the trained Model.
+
+    x_train (n, 3, 32, 32) float32 normalized to mean 0, std 1 per channel;
+    y_train (n, 10) one-hot; likewise x_valid, y_valid. Test accuracy must
+    exceed 70% and training must take under 60 minutes.
+    """
+    # your code here \/
+    model = Model(CategoricalCrossentropy(), SGDMomentum(lr=0.05, momentum=0.9))
+    model.add(Conv2D(32, input_shape=(3, 32, 32)))
+    model.add(BatchNormalization())
+    model.add(ReLU())
+    model.add(MaxPooling2D())
+    model.add(Conv2D(64))
+    model.add(BatchNormalization())
+    model.add(ReLU())
+    model.add(MaxPooling2D())
+    model.add(Conv2D(128))
+    model.add(BatchNormalization())
+    model.add(ReLU())
+    model.add(GlobalAveragePooling())
+    model.add(Dense(10))
+    model.add(Softmax())
+    model.fit(x_train, y_train, batch_size=64, epochs=10, x_valid=x_valid, y_valid=y_valid)
+    return model
+    # your code here /\

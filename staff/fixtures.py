@@ -53,19 +53,63 @@ def probability_rows(rng, shape):
     return np.maximum(p, 1e-6)
 
 
-GENERATORS = {f.__name__: f for f in (normal, with_zeros, huge_logits, one_hot_rows, probability_rows)}
+def with_ties(rng, shape):
+    """Small integers, so that pooling windows often hold several equal maxima."""
+    return rng.integers(-2, 3, size=shape).astype(np.float64)
+
+
+def shifted_channels(rng, shape):
+    """Normal values, each channel (axis 1) with its own mean in [-3, 3] and std in [0.5, 3]."""
+    channels = (1, shape[1]) + (1,) * (len(shape) - 2)
+    return rng.uniform(-3, 3, channels) + rng.uniform(0.5, 3, channels) * rng.normal(size=shape)
+
+
+GENERATORS = {f.__name__: f for f in (normal, with_zeros, huge_logits, one_hot_rows,
+                                      probability_rows, with_ties, shifted_channels)}
 
 
 # ============================== Alternatives ================================
 
+# A rule(case, expected) adds other correct answers to the expected results.
+
+def accept(expected, what, alternative):
+    """Lets expected[what] match `alternative` too."""
+    options = expected[what] if isinstance(expected[what], list) else [expected[what]]
+    expected[what] = options + [np.asarray(alternative, dtype=np.float64)]
+
+
 def relu_subgradient_at_zero(case, expected):
     """At x == 0 the ReLU gradient may be 0 or the incoming gradient: accept both."""
     call = case['calls'][0]
-    at_zero = call['inputs'] == 0
-    return [expected, np.where(at_zero, call['grad_outputs'], expected)]
+    accept(expected, 'grad_inputs', np.where(call['inputs'] == 0, call['grad_outputs'],
+                                             expected['grad_inputs']))
 
 
-ALTERNATIVES = {'relu_subgradient_at_zero': relu_subgradient_at_zero}
+BATCHNORM_EPS = 1e-5  # as BatchNormalization.build sets it
+
+
+def unbiased_running_var(case, expected):
+    """The running variance may be updated with the unbiased batch variance (m / (m - 1)
+    times the biased one): accept that reading for running_var after every call and for
+    the test-mode outputs, which use it. Computed here from the inputs, not by the reference."""
+    momentum = case['args']['momentum']
+    gamma, beta = case['parameters']['gamma'], case['parameters']['beta']
+    running_mean, running_var = np.zeros(len(gamma)), np.ones(len(gamma))
+    for number, call in enumerate(case['calls'], 1):
+        x = call['inputs']
+        axes, shape = (0,) + tuple(range(2, x.ndim)), (1, -1) + (1,) * (x.ndim - 2)
+        if call['is_training']:
+            running_mean = momentum * running_mean + (1 - momentum) * x.mean(axis=axes)
+            running_var = momentum * running_var + (1 - momentum) * x.var(axis=axes, ddof=1)
+        else:
+            normalized = ((x - running_mean.reshape(shape))
+                          / np.sqrt(running_var.reshape(shape) + BATCHNORM_EPS))
+            accept(expected, f"call {number}: outputs",
+                   gamma.reshape(shape) * normalized + beta.reshape(shape))
+        accept(expected, f"call {number}: running_var", running_var)
+
+
+ALTERNATIVES = {rule.__name__: rule for rule in (relu_subgradient_at_zero, unbiased_running_var)}
 
 
 # ================================ Case specs ================================
@@ -78,9 +122,9 @@ class LayerCase:
     shape: tuple
     args: dict = field(default_factory=dict)
     inputs: str = 'normal'
-    calls: tuple = (True,)
+    calls: tuple = (True,)  # is_training of each call; backward follows the training ones
     state: tuple = ()
-    alternatives: dict = field(default_factory=dict)
+    alternatives: tuple = ()  # names of ALTERNATIVES rules
     hint: str = ''
     kind = 'layer'
 
@@ -97,6 +141,54 @@ class LayerCase:
                 'is_training': is_training,
                 'inputs': GENERATORS[self.inputs](rng, self.shape),
                 'grad_outputs': rng.normal(size=output_shape) if is_training else None})
+        return case
+
+
+@dataclass
+class MaxPoolingCase(LayerCase):
+    """A max pooling layer: with tied maxima any one of them may take the window's
+    gradient, so grad_inputs is checked by property, not against the reference."""
+    by_property = ('grad_inputs',)
+    kind = 'max_pooling'
+
+
+@dataclass
+class DropoutCase(LayerCase):
+    """Dropout: a training call, then a test call; checked by properties only, so that
+    any random mask passes."""
+    calls: tuple = (True, False)
+    kind = 'dropout'
+
+
+@dataclass(frozen=True)
+class Draw:
+    """A function argument drawn as GENERATORS[generator](rng, shape)."""
+    shape: tuple
+    generator: str = 'normal'
+
+    def __call__(self, rng):
+        return GENERATORS[self.generator](rng, self.shape)
+
+
+@dataclass
+class FunctionCase:
+    """A function called on positional args (Draw entries become random arrays).
+
+    index_into: the result (k, i, j) is checked as x_padded[:, k, i, j] of an
+    array drawn so. must_raise: the call must raise ValueError.
+    """
+    name: str
+    function: str
+    args: tuple
+    index_into: Draw = None
+    must_raise: bool = False
+    kind = 'function'
+
+    def generate(self, rng, reference):
+        case = {'function': self.function, 'must_raise': self.must_raise,
+                'args': [arg(rng) if isinstance(arg, Draw) else arg for arg in self.args]}
+        if self.index_into is not None:
+            case['index_into'] = self.index_into(rng)
         return case
 
 
@@ -165,15 +257,53 @@ class TrainingCase:
                 'min_accuracy': self.min_accuracy, 'time_limit': self.time_limit}
 
 
+BATCHNORM_HINT = ("training normalizes with the batch mean and variance, then sets running = "
+                  "momentum * running + (1 - momentum) * batch statistic; test mode normalizes "
+                  "with running_mean and running_var and does not change them")
+DROPOUT_HINT = ("the assignment's dropout is not inverted: training keeps the other elements as "
+                "they are (no division by 1 - p), backward reuses the forward mask, and test mode "
+                "multiplies by 1 - p")
+
+
+def im2col_cases(shape, kernel_size, padding):
+    """get_im2col_indices, im2col and col2im on images of shape (n, C, H, W)."""
+    n, channels, height, width = shape
+    K, P = kernel_size, padding
+    padded = (n, channels, height + 2 * P, width + 2 * P)
+    cols = (n, channels * K * K, (padded[2] - K + 1) * (padded[3] - K + 1))
+    title = f"images {shape}, K={K}, padding {P}"
+    return [FunctionCase(f"get_im2col_indices, {title}", 'get_im2col_indices', (shape, K, P),
+                         index_into=Draw(padded)),
+            FunctionCase(f"im2col, {title}", 'im2col', (Draw(shape), K, P)),
+            FunctionCase(f"col2im, {title}", 'col2im', (Draw(cols), shape, K, P))]
+
+
+def conv_args(output_channels, kernel_size, padding):
+    return {'output_channels': output_channels, 'kernel_size': kernel_size, 'padding': padding}
+
+
+def batchnorm_case(name, shape, momentum, calls):
+    """BatchNormalization called in training (True) and test (False) mode in turn,
+    with its running statistics checked after every call."""
+    return LayerCase(name, 'BatchNormalization', shape, args={'momentum': momentum},
+                     inputs='shifted_channels', calls=calls, state=('running_mean', 'running_var'),
+                     alternatives=('unbiased_running_var',), hint=BATCHNORM_HINT)
+
+
+def dropout_case(name, shape, p):
+    return DropoutCase(name, 'Dropout', shape, args={'p': p}, hint=DROPOUT_HINT)
+
+
 SOFTMAX_HINT = ("exp() overflows for large logits: subtract each row's maximum before "
                 "exponentiating (the assignment's closing tip); the result does not change")
 TWO_PARAMETERS = {'A': (3, 4), 'B': (5,)}
+POOL_2 = {'pool_size': 2}
 
 SPECS = {
     'relu': [
         LayerCase('batch of 1', 'ReLU', (1, 6)),
         LayerCase('batch of 8, images, some inputs exactly 0', 'ReLU', (8, 3, 4, 5),
-                  inputs='with_zeros', alternatives={'grad_inputs': 'relu_subgradient_at_zero'}),
+                  inputs='with_zeros', alternatives=('relu_subgradient_at_zero',)),
         LayerCase('batch of 32', 'ReLU', (32, 20)),
     ],
     'softmax': [
@@ -208,20 +338,103 @@ SPECS = {
         TrainingCase('MNIST test accuracy', 'train_mnist_model', 'mnist', valid_size=5000,
                      min_accuracy=0.9, time_limit=600),
     ],
+    'im2col': [
+        *[FunctionCase(f"determine_padding({K}, {mode!r})", 'determine_padding', (K, mode))
+          for K, mode in ((1, 'same'), (3, 'same'), (5, 'same'), (3, 'valid'), (5, 'valid'))],
+        FunctionCase("determine_padding(3, 'full'), an unknown mode", 'determine_padding',
+                     (3, 'full'), must_raise=True),
+        *im2col_cases((1, 1, 4, 4), 1, 0),
+        *im2col_cases((2, 3, 5, 6), 3, 1),
+        *im2col_cases((3, 2, 6, 5), 3, 0),
+        *im2col_cases((2, 2, 7, 6), 5, 2),
+        *im2col_cases((1, 2, 5, 7), 5, 0),
+    ],
+    'conv': [
+        LayerCase('batch of 1, 1 -> 2 channels, 5x5, K=3 same', 'Conv2D', (1, 1, 5, 5),
+                  args=conv_args(2, 3, 'same')),
+        LayerCase('batch of 2, 3 -> 4 channels, 6x5, K=3 same', 'Conv2D', (2, 3, 6, 5),
+                  args=conv_args(4, 3, 'same')),
+        LayerCase('batch of 3, 2 -> 3 channels, 5x8, K=3 valid', 'Conv2D', (3, 2, 5, 8),
+                  args=conv_args(3, 3, 'valid')),
+        LayerCase('K=1 same, 3 -> 2 channels', 'Conv2D', (2, 3, 4, 4),
+                  args=conv_args(2, 1, 'same')),
+        LayerCase('K=1 valid, 2 -> 3 channels, 3x5', 'Conv2D', (3, 2, 3, 5),
+                  args=conv_args(3, 1, 'valid')),
+        LayerCase('K=5 same, 2 -> 3 channels, 6x7', 'Conv2D', (2, 2, 6, 7),
+                  args=conv_args(3, 5, 'same')),
+        LayerCase('K=5 valid, 3 -> 2 channels, 7x6', 'Conv2D', (2, 3, 7, 6),
+                  args=conv_args(2, 5, 'valid')),
+        LayerCase('batch of 8, 4 -> 1 channel, 5x5, K=3 same', 'Conv2D', (8, 4, 5, 5),
+                  args=conv_args(1, 3, 'same')),
+        InitializationCase('He initialization, 16 -> 32 channels, K=3', 'Conv2D',
+                           conv_args(32, 3, 'same'), (16, 8, 8),
+                           {'kernels': ('normal', float(np.sqrt(2 / (16 * 3 * 3)))),
+                            'biases': ('zeros', 0.0)}),
+    ],
+    'maxpool': [
+        MaxPoolingCase('batch of 1, 1 channel, 4x4', 'MaxPooling2D', (1, 1, 4, 4), args=POOL_2),
+        MaxPoolingCase('batch of 4, 3 channels, 6x8, tied maxima', 'MaxPooling2D', (4, 3, 6, 8),
+                       args=POOL_2, inputs='with_ties'),
+        MaxPoolingCase('odd sizes 5x7: the last row and column are dropped, tied maxima',
+                       'MaxPooling2D', (2, 2, 5, 7), args=POOL_2, inputs='with_ties'),
+        MaxPoolingCase('3x3 images -> 1x1', 'MaxPooling2D', (3, 2, 3, 3), args=POOL_2),
+        MaxPoolingCase('batch of 16, 8 channels, 8x8', 'MaxPooling2D', (16, 8, 8, 8), args=POOL_2),
+    ],
+    'avgpool': [
+        LayerCase('batch of 1, 1 channel, 3x3', 'GlobalAveragePooling', (1, 1, 3, 3)),
+        LayerCase('batch of 4, 3 channels, 5x7', 'GlobalAveragePooling', (4, 3, 5, 7)),
+        LayerCase('1x1 images, 8 channels', 'GlobalAveragePooling', (2, 8, 1, 1)),
+    ],
+    'batchnorm': [
+        batchnorm_case('images (4, 3, 5, 6): train, train, test, train, test', (4, 3, 5, 6), 0.9,
+                       calls=(True, True, False, True, False)),
+        batchnorm_case('batch of 1 image (1, 2, 3, 4), momentum 0.7: train, test, train, test',
+                       (1, 2, 3, 4), 0.7, calls=(True, False, True, False)),
+        batchnorm_case('1 channel (8, 1, 4, 4), momentum 0.5: train, train, test', (8, 1, 4, 4),
+                       0.5, calls=(True, True, False)),
+        batchnorm_case('vectors (16, 5): train, train, test, train, test', (16, 5), 0.9,
+                       calls=(True, True, False, True, False)),
+        batchnorm_case('vectors (2, 3), momentum 0.8: test first, then train, test', (2, 3), 0.8,
+                       calls=(False, True, False)),
+    ],
+    'dropout': [
+        dropout_case('p = 0: the identity', (4, 50), 0.0),
+        dropout_case('p = 0.2, vectors (200, 64)', (200, 64), 0.2),
+        dropout_case('p = 0.5, images (32, 4, 10, 10)', (32, 4, 10, 10), 0.5),
+        dropout_case('p = 0.8, batch of 1 (1, 12800)', (1, 12800), 0.8),
+    ],
+    'flatten': [
+        LayerCase('batch of 1, (1, 2, 3, 4)', 'Flatten', (1, 2, 3, 4)),
+        LayerCase('images (5, 3, 4, 6)', 'Flatten', (5, 3, 4, 6)),
+        LayerCase('5-d (2, 2, 3, 4, 5)', 'Flatten', (2, 2, 3, 4, 5)),
+        LayerCase('3-d (3, 4, 5)', 'Flatten', (3, 4, 5)),
+    ],
+    'cifar': [
+        TrainingCase('CIFAR-10 test accuracy', 'train_cifar10_model', 'cifar10', valid_size=5000,
+                     min_accuracy=0.7, time_limit=3600),
+    ],
 }
 
 
 # ================================= Building =================================
 
+REFERENCE_KINDS = ('layer', 'max_pooling', 'function', 'loss', 'optimizer')
+
+
 def expected_results(spec, case, reference):
-    """The reference's results for a case, in float64, with accepted alternatives."""
-    if spec.kind not in ('layer', 'loss', 'optimizer'):
+    """The reference's results for a case, in float64, with accepted alternatives.
+
+    None for kinds checked without the reference; quantities in the spec's
+    by_property are left to the kind's verify.
+    """
+    if spec.kind not in REFERENCE_KINDS:
         return None
     run, _ = common.CHECKS[spec.kind]
     results = run(reference, case)
-    expected = {what: np.asarray(value, dtype=np.float64) for what, value in results.items()}
-    for what, rule in getattr(spec, 'alternatives', {}).items():
-        expected[what] = ALTERNATIVES[rule](case, expected[what])
+    expected = {what: np.asarray(value, dtype=np.float64) for what, value in results.items()
+                if what not in getattr(spec, 'by_property', ())}
+    for rule in getattr(spec, 'alternatives', ()):
+        ALTERNATIVES[rule](case, expected)
     return expected
 
 

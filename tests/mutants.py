@@ -12,6 +12,7 @@ class Edit:
     what: str  # the bug or the alternative reading, in a student's words
     old: str   # text of the reference solution.py, found exactly once
     new: str
+    also: tuple = ()  # MUTANTS: other tests that call the edited function, so fail as well
 
 
 MUTANTS = [
@@ -68,6 +69,117 @@ MUTANTS = [
          '            return parameter - updater.inertia',
          'inertia = self.momentum * updater.inertia + self.lr * parameter_grad\n'
          '            return parameter - inertia'),
+    # part 2: convolutional layers
+    Edit('im2col', "'same' pads K - 1 on each side (the total, not the half)",
+         'return (kernel_size - 1) // 2', 'return kernel_size - 1', also=('conv',)),
+    Edit('im2col', 'an unknown padding mode silently gives 0',
+         "raise ValueError(f\"unknown padding mode {mode!r}: use 'same' or 'valid'\")",
+         'return 0'),
+    Edit('im2col', 'get_im2col_indices swaps the row and column indices',
+         'return k, i, j', 'return k, j, i'),
+    Edit('im2col', 'get_im2col_indices orders the rows (ki, kj, c) instead of (c, ki, kj)',
+         'k = np.repeat(np.arange(channels), K * K)[:, None]\n'
+         '    i = np.tile(ki, channels)[:, None] + ho[None, :]\n'
+         '    j = np.tile(kj, channels)[:, None] + wo[None, :]',
+         'k = np.tile(np.arange(channels), K * K)[:, None]\n'
+         '    i = np.repeat(ki, channels)[:, None] + ho[None, :]\n'
+         '    j = np.repeat(kj, channels)[:, None] + wo[None, :]'),
+    Edit('im2col', 'im2col orders the rows (ki, kj, c) instead of (c, ki, kj)',
+         'windows.transpose(0, 1, 4, 5, 2, 3)', 'windows.transpose(0, 4, 5, 1, 2, 3)',
+         also=('conv',)),
+    Edit('im2col', 'im2col reads each window transposed (kj, ki)',
+         'windows.transpose(0, 1, 4, 5, 2, 3)', 'windows.transpose(0, 1, 5, 4, 2, 3)',
+         also=('conv',)),
+    Edit('im2col', 'col2im overwrites overlapping windows instead of adding them',
+         'padded[:, :, ki:ki + Ho, kj:kj + Wo] += cols[:, :, ki, kj]',
+         'padded[:, :, ki:ki + Ho, kj:kj + Wo] = cols[:, :, ki, kj]', also=('conv',)),
+    Edit('im2col', 'col2im keeps the padding',
+         'return padded[:, :, padding:padding + height, padding:padding + width]',
+         'return padded', also=('conv',)),
+    Edit('conv', 'flipped kernel (a true convolution, not the cross-correlation)',
+         'kernel_rows = self.kernels.reshape(self.output_channels, -1)',
+         'kernel_rows = self.kernels[:, :, ::-1, ::-1].reshape(self.output_channels, -1)'),
+    Edit('conv', 'input gradient through the flipped kernel',
+         'grad_cols = self.kernels.reshape(self.output_channels, -1).T @ grad_rows',
+         'grad_cols = self.kernels[:, :, ::-1, ::-1].reshape(self.output_channels, -1).T @ grad_rows'),
+    Edit('conv', 'kernel gradient summed over the batch, not averaged',
+         'self.kernels_grad[...] = kernels_grad.reshape(self.kernels.shape) / n',
+         'self.kernels_grad[...] = kernels_grad.reshape(self.kernels.shape)'),
+    Edit('conv', 'bias gradient forgotten',
+         'self.biases_grad[...] = np.sum(grad_rows, axis=(0, 2)) / n', 'pass'),
+    Edit('conv', 'bias gradient averaged over the positions too',
+         'self.biases_grad[...] = np.sum(grad_rows, axis=(0, 2)) / n',
+         'self.biases_grad[...] = np.mean(grad_rows, axis=(0, 2))'),
+    Edit('conv', 'bias not added in forward',
+         'outputs = kernel_rows @ self.input_cols + self.biases[:, None]',
+         'outputs = kernel_rows @ self.input_cols'),
+    Edit('maxpool', 'gradient spread evenly over the pooling window',
+         'at_argmax = np.arange(K * K) == self.argmax[..., None]',
+         'at_argmax = np.full(self.argmax.shape + (K * K,), 1 / (K * K))'),
+    Edit('maxpool', 'every one of tied maxima gets the whole gradient',
+         'at_argmax = np.arange(K * K) == self.argmax[..., None]',
+         'windows = self.forward_inputs[:, :, :Ho * K, :Wo * K].reshape(n, channels, Ho, K, Wo, K)\n'
+         '        windows = windows.transpose(0, 1, 2, 4, 3, 5).reshape(n, channels, Ho, Wo, K * K)\n'
+         '        at_argmax = windows == np.max(windows, axis=-1, keepdims=True)'),
+    Edit('maxpool', 'gradient always to the top-left element of the window',
+         'at_argmax = np.arange(K * K) == self.argmax[..., None]',
+         'at_argmax = np.arange(K * K) == 0'),
+    Edit('maxpool', 'average instead of maximum in forward',
+         'return np.max(windows, axis=-1)', 'return np.mean(windows, axis=-1)'),
+    Edit('avgpool', 'sums instead of averaging',
+         'return np.mean(inputs, axis=(2, 3))', 'return np.sum(inputs, axis=(2, 3))'),
+    Edit('avgpool', 'backward not divided by H * W',
+         'grad = grad_outputs[:, :, None, None] / (height * width)',
+         'grad = grad_outputs[:, :, None, None]'),
+    Edit('batchnorm', 'running statistics updated in test mode too',
+         '            mean, var = self.running_mean, self.running_var\n',
+         '            mean, var = self.running_mean.copy(), self.running_var.copy()\n'
+         '            self.running_mean[...] = (self.momentum * self.running_mean\n'
+         '                                      + (1 - self.momentum) * np.mean(inputs, axis=axes))\n'
+         '            self.running_var[...] = (self.momentum * self.running_var\n'
+         '                                     + (1 - self.momentum) * np.var(inputs, axis=axes))\n'),
+    Edit('batchnorm', 'momentum and 1 - momentum swapped in the running averages',
+         'self.running_mean[...] = self.momentum * self.running_mean + (1 - self.momentum) * mean\n'
+         '            self.running_var[...] = self.momentum * self.running_var + (1 - self.momentum) * var',
+         'self.running_mean[...] = (1 - self.momentum) * self.running_mean + self.momentum * mean\n'
+         '            self.running_var[...] = (1 - self.momentum) * self.running_var + self.momentum * var'),
+    Edit('batchnorm', 'running statistics never updated',
+         'self.running_mean[...] = self.momentum * self.running_mean + (1 - self.momentum) * mean\n'
+         '            self.running_var[...] = self.momentum * self.running_var + (1 - self.momentum) * var',
+         'pass'),
+    Edit('batchnorm', 'test mode normalizes with the batch statistics',
+         'mean, var = self.running_mean, self.running_var',
+         'mean, var = np.mean(inputs, axis=axes), np.var(inputs, axis=axes)'),
+    Edit('batchnorm', 'gamma gradient summed over the batch, not averaged',
+         'self.gamma_grad[...] = grad_gamma / n', 'self.gamma_grad[...] = grad_gamma'),
+    Edit('batchnorm', 'backward ignores that the batch mean and variance depend on x',
+         'return scale * (grad_outputs - mean_grad - self.normalized * mean_grad_normalized)',
+         'return scale * grad_outputs'),
+    Edit('dropout', 'inverted dropout (kept elements scaled by 1 / (1 - p), test mode unscaled)',
+         'return inputs * (1 - self.p)\n'
+         '        self.mask = np.random.random(inputs.shape) >= self.p\n'
+         '        return inputs * self.mask',
+         'return inputs\n'
+         '        self.mask = np.random.random(inputs.shape) >= self.p\n'
+         '        return inputs * self.mask / (1 - self.p)'),
+    Edit('dropout', 'a fresh mask in backward',
+         'return grad_outputs * self.mask',
+         'return grad_outputs * (np.random.random(grad_outputs.shape) >= self.p)'),
+    Edit('dropout', 'zeroes with probability 1 - p instead of p',
+         'self.mask = np.random.random(inputs.shape) >= self.p',
+         'self.mask = np.random.random(inputs.shape) < self.p'),
+    Edit('dropout', 'test mode not scaled by 1 - p',
+         'return inputs * (1 - self.p)', 'return inputs'),
+    Edit('dropout', 'backward passes the gradient unchanged',
+         'return grad_outputs * self.mask', 'return grad_outputs'),
+    Edit('flatten', 'Fortran order in forward',
+         'return inputs.reshape(len(inputs), -1)', "return inputs.reshape(len(inputs), -1, order='F')"),
+    Edit('flatten', 'Fortran order in backward',
+         'return grad_outputs.reshape((len(grad_outputs),) + self.input_shape)',
+         "return grad_outputs.reshape((len(grad_outputs),) + self.input_shape, order='F')"),
+    Edit('flatten', 'channels moved last before flattening (the Keras layout)',
+         'return inputs.reshape(len(inputs), -1)',
+         'return np.moveaxis(inputs, 1, -1).reshape(len(inputs), -1)'),
 ]
 
 VARIANTS = [
@@ -93,4 +205,58 @@ VARIANTS = [
     Edit('momentum', 'updates the parameter in place and returns it',
          'return parameter - updater.inertia',
          'parameter -= updater.inertia\n            return parameter'),
+    # part 2: convolutional layers
+    Edit('im2col', "'same' padding as K // 2 (the same for odd K)",
+         'return (kernel_size - 1) // 2', 'return kernel_size // 2'),
+    Edit('im2col', 'im2col by fancy indexing with get_im2col_indices',
+         'windows = np.lib.stride_tricks.sliding_window_view(padded, (K, K), axis=(2, 3))\n'
+         '    Ho, Wo = windows.shape[2:4]\n'
+         '    return windows.transpose(0, 1, 4, 5, 2, 3).reshape(n, channels * K * K, Ho * Wo)',
+         'k, i, j = get_im2col_indices(inputs.shape, K, padding)\n'
+         '    return padded[:, k, i, j]'),
+    Edit('im2col', 'col2im with np.add.at and get_im2col_indices',
+         'cols = cols.reshape(n, channels, K, K, Ho, Wo)\n'
+         '    padded = np.zeros((n, channels, height + 2 * padding, width + 2 * padding), dtype=cols.dtype)\n'
+         '    for ki in range(K):\n'
+         '        for kj in range(K):\n'
+         '            padded[:, :, ki:ki + Ho, kj:kj + Wo] += cols[:, :, ki, kj]',
+         'padded = np.zeros((n, channels, height + 2 * padding, width + 2 * padding), dtype=cols.dtype)\n'
+         '    k, i, j = get_im2col_indices(input_shape, K, padding)\n'
+         '    np.add.at(padded, (slice(None), k, i, j), cols)'),
+    Edit('conv', 'computes in float32',
+         'self.input_cols = im2col(inputs, self.kernel_size, self.padding)\n'
+         '        kernel_rows = self.kernels.reshape(self.output_channels, -1)',
+         'self.input_cols = im2col(inputs.astype(np.float32), self.kernel_size, self.padding)\n'
+         '        kernel_rows = self.kernels.reshape(self.output_channels, -1).astype(np.float32)'),
+    Edit('conv', 'kernel gradient by a batched matmul summed over the batch',
+         'kernels_grad = np.tensordot(grad_rows, self.input_cols, axes=([0, 2], [0, 2]))',
+         'kernels_grad = np.sum(grad_rows @ self.input_cols.transpose(0, 2, 1), axis=0)'),
+    Edit('maxpool', 'the last of tied maxima takes the gradient',
+         'self.argmax = np.argmax(windows, axis=-1)',
+         'self.argmax = K * K - 1 - np.argmax(windows[..., ::-1], axis=-1)'),
+    Edit('batchnorm', 'running variance from the unbiased batch variance (m / (m - 1))',
+         'self.running_var[...] = self.momentum * self.running_var + (1 - self.momentum) * var',
+         'm = inputs.size / var.size\n'
+         '            self.running_var[...] = self.momentum * self.running_var + (1 - self.momentum) * var * m / (m - 1)'),
+    Edit('batchnorm', 'running averages kept as new float64 arrays instead of in place',
+         'self.running_mean[...] = self.momentum * self.running_mean + (1 - self.momentum) * mean\n'
+         '            self.running_var[...] = self.momentum * self.running_var + (1 - self.momentum) * var',
+         'self.running_mean = self.momentum * self.running_mean + (1 - self.momentum) * mean\n'
+         '            self.running_var = self.momentum * self.running_var + (1 - self.momentum) * var'),
+    Edit('batchnorm', "backward by the paper's chain through dvar and dmean",
+         'return scale * (grad_outputs - mean_grad - self.normalized * mean_grad_normalized)',
+         'grad_normalized = grad_outputs * np.reshape(self.gamma, shape)\n'
+         '        centered = self.normalized / self.inv_std\n'
+         '        grad_var = np.sum(grad_normalized * centered, axis=axes, keepdims=True) * -0.5 * self.inv_std ** 3\n'
+         '        grad_mean = (np.sum(-grad_normalized * self.inv_std, axis=axes, keepdims=True)\n'
+         '                     + grad_var * np.mean(-2 * centered, axis=axes, keepdims=True))\n'
+         '        return grad_normalized * self.inv_std + grad_var * 2 * centered / m + grad_mean / m'),
+    Edit('dropout', 'mask drawn with np.random.binomial',
+         'self.mask = np.random.random(inputs.shape) >= self.p',
+         'self.mask = np.random.binomial(1, 1 - self.p, size=inputs.shape)'),
+    Edit('dropout', 'mask from an unseeded np.random.default_rng(), different on every run',
+         'self.mask = np.random.random(inputs.shape) >= self.p',
+         'self.mask = np.random.default_rng().random(inputs.shape) >= self.p'),
+    Edit('dropout', 'np.where instead of multiplying by the mask',
+         'return inputs * self.mask', 'return np.where(self.mask, inputs, 0)'),
 ]
