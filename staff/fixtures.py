@@ -5,21 +5,27 @@ arguments, input shapes, which checks). build_fixtures() draws the inputs with
 a seed, computes the expected outputs with the reference through the same
 run functions the checks use, and writes tests/NN_unittest_<test>_input/.
 The same seed gives byte-identical files.
+
+The hidden set for the grader (build_fixtures(..., hidden=True)) comes from the
+same specs with other random streams and grown shapes (hidden_variant), so
+that replaying the public expected outputs fails.
 """
 import json
 import pickle
 import shutil
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 import common
-from staff.points import load_table, STANDARD_TABLE
+from staff.points import load_table, EXTENDED_TABLE
 
 DEFAULT_SEED = 1
 PICKLE_PROTOCOL = 4
+HIDDEN_STREAM = 1  # appended to the seed of every random stream of the hidden set
+GROWTH = 2  # hidden cases: every size above 1 grows by this much
 
 
 # ============================ Input generators ==============================
@@ -79,7 +85,8 @@ def accept(expected, what, alternative):
 
 
 def relu_subgradient_at_zero(case, expected):
-    """At x == 0 the ReLU gradient may be 0 or the incoming gradient: accept both."""
+    """At x == 0 the gradient of ReLU or LeakyReLU may take the slope on the left (0 or
+    alpha, as the reference does) or the one on the right (1): accept both."""
     call = case['calls'][0]
     accept(expected, 'grad_inputs', np.where(call['inputs'] == 0, call['grad_outputs'],
                                              expected['grad_inputs']))
@@ -127,6 +134,7 @@ class LayerCase:
     alternatives: tuple = ()  # names of ALTERNATIVES rules
     hint: str = ''
     kind = 'layer'
+    shape_fields = ('shape',)
 
     def generate(self, rng, reference):
         layer = getattr(reference, self.layer)(**self.args, input_shape=self.shape[1:])
@@ -183,6 +191,7 @@ class FunctionCase:
     index_into: Draw = None
     must_raise: bool = False
     kind = 'function'
+    shape_fields = ()
 
     def generate(self, rng, reference):
         case = {'function': self.function, 'must_raise': self.must_raise,
@@ -199,8 +208,9 @@ class InitializationCase:
     layer: str
     args: dict
     input_shape: tuple
-    statistics: dict
+    statistics: dict  # the std of a normal distribution follows from input_shape: kept as is
     kind = 'initialization'
+    shape_fields = ()
 
     def generate(self, rng, reference):
         layer = getattr(reference, self.layer)(**self.args, input_shape=self.input_shape)
@@ -218,6 +228,7 @@ class LossCase:
     shape: tuple
     args: dict = field(default_factory=dict)
     kind = 'loss'
+    shape_fields = ('shape',)
 
     def generate(self, rng, reference):
         return {'loss': self.loss, 'args': self.args,
@@ -226,18 +237,25 @@ class LossCase:
 
 @dataclass
 class OptimizerCase:
-    """Updaters of several parameters stepped interleaved: A, B, A, B, ..."""
+    """Updaters of several parameters stepped interleaved: A, B, A, B, ...
+
+    shapes: {parameter name: shape}; gradients: the GENERATORS entry that
+    draws each step's gradient.
+    """
     name: str
     optimizer: str
     args: dict
     shapes: dict
     rounds: int = 3
+    gradients: str = 'normal'
+    hint: str = ''
     kind = 'optimizer'
+    shape_fields = ('shapes',)
 
     def generate(self, rng, reference):
         return {'optimizer': self.optimizer, 'args': self.args,
                 'parameters': {name: rng.normal(size=shape) for name, shape in self.shapes.items()},
-                'steps': [(name, rng.normal(size=shape))
+                'steps': [(name, GENERATORS[self.gradients](rng, shape))
                           for _ in range(self.rounds) for name, shape in self.shapes.items()]}
 
 
@@ -251,6 +269,7 @@ class TrainingCase:
     min_accuracy: float
     time_limit: float
     kind = 'training'
+    shape_fields = ()
 
     def generate(self, rng, reference):
         return {'function': self.function, 'dataset': self.dataset, 'valid_size': self.valid_size,
@@ -265,17 +284,35 @@ DROPOUT_HINT = ("the assignment's dropout is not inverted: training keeps the ot
                 "multiplies by 1 - p")
 
 
+@dataclass
+class Im2colCase:
+    """get_im2col_indices, im2col or col2im for images of `shape` (n, C, H, W), kernel
+    size K and padding P: a FunctionCase whose arguments follow from these three."""
+    name: str
+    function: str
+    shape: tuple
+    kernel_size: int
+    padding: int
+    kind = 'function'
+    shape_fields = ('shape',)
+
+    def generate(self, rng, reference):
+        n, channels, height, width = self.shape
+        K, P = self.kernel_size, self.padding
+        padded = (n, channels, height + 2 * P, width + 2 * P)
+        cols = (n, channels * K * K, (padded[2] - K + 1) * (padded[3] - K + 1))
+        calls = {'get_im2col_indices': ((self.shape, K, P), Draw(padded)),
+                 'im2col': ((Draw(self.shape), K, P), None),
+                 'col2im': ((Draw(cols), self.shape, K, P), None)}
+        args, index_into = calls[self.function]
+        return FunctionCase(self.name, self.function, args, index_into).generate(rng, reference)
+
+
 def im2col_cases(shape, kernel_size, padding):
     """get_im2col_indices, im2col and col2im on images of shape (n, C, H, W)."""
-    n, channels, height, width = shape
-    K, P = kernel_size, padding
-    padded = (n, channels, height + 2 * P, width + 2 * P)
-    cols = (n, channels * K * K, (padded[2] - K + 1) * (padded[3] - K + 1))
-    title = f"images {shape}, K={K}, padding {P}"
-    return [FunctionCase(f"get_im2col_indices, {title}", 'get_im2col_indices', (shape, K, P),
-                         index_into=Draw(padded)),
-            FunctionCase(f"im2col, {title}", 'im2col', (Draw(shape), K, P)),
-            FunctionCase(f"col2im, {title}", 'col2im', (Draw(cols), shape, K, P))]
+    title = f"images {shape}, K={kernel_size}, padding {padding}"
+    return [Im2colCase(f"{function}, {title}", function, shape, kernel_size, padding)
+            for function in ('get_im2col_indices', 'im2col', 'col2im')]
 
 
 def conv_args(output_channels, kernel_size, padding):
@@ -296,6 +333,10 @@ def dropout_case(name, shape, p):
 
 SOFTMAX_HINT = ("exp() overflows for large logits: subtract each row's maximum before "
                 "exponentiating (the assignment's closing tip); the result does not change")
+EPS_HINT = ("eps goes outside the square root, sqrt(...) + eps, as in the lectures' formula; "
+            "it keeps a zero gradient from giving 0 / 0")
+ADAM_HINT = ("m and v start at 0 and are divided by 1 - beta1**t and 1 - beta2**t, where t counts "
+             "the steps of this parameter only (1 at its first step)")
 TWO_PARAMETERS = {'A': (3, 4), 'B': (5,)}
 POOL_2 = {'pool_size': 2}
 
@@ -413,6 +454,35 @@ SPECS = {
         TrainingCase('CIFAR-10 test accuracy', 'train_cifar10_model', 'cifar10', valid_size=5000,
                      min_accuracy=0.7, time_limit=3600),
     ],
+    'leakyrelu': [
+        LayerCase('batch of 1, alpha 0.1', 'LeakyReLU', (1, 6), args={'alpha': 0.1}),
+        LayerCase('batch of 8, images, alpha 0.2, some inputs exactly 0', 'LeakyReLU', (8, 3, 4, 5),
+                  args={'alpha': 0.2}, inputs='with_zeros', alternatives=('relu_subgradient_at_zero',)),
+        LayerCase('batch of 32, alpha 0.01', 'LeakyReLU', (32, 20), args={'alpha': 0.01}),
+    ],
+    'rmsprop': [
+        OptimizerCase('lr 0.01, rho 0.9', 'RMSProp', {'lr': 0.01, 'rho': 0.9, 'eps': 1e-8},
+                      TWO_PARAMETERS, rounds=4),
+        OptimizerCase('lr 0.1, rho 0.5', 'RMSProp', {'lr': 0.1, 'rho': 0.5, 'eps': 1e-8},
+                      TWO_PARAMETERS),
+        OptimizerCase('eps 0.1', 'RMSProp', {'lr': 0.01, 'rho': 0.9, 'eps': 0.1}, TWO_PARAMETERS,
+                      hint=EPS_HINT),
+        OptimizerCase('some gradients exactly 0', 'RMSProp', {'lr': 0.01, 'rho': 0.9, 'eps': 1e-8},
+                      TWO_PARAMETERS, gradients='with_zeros', hint=EPS_HINT),
+    ],
+    'adam': [
+        OptimizerCase('lr 0.01, beta1 0.9, beta2 0.999', 'Adam',
+                      {'lr': 0.01, 'beta1': 0.9, 'beta2': 0.999, 'eps': 1e-8}, TWO_PARAMETERS,
+                      rounds=4, hint=ADAM_HINT),
+        OptimizerCase('lr 0.1, beta1 0.5, beta2 0.8', 'Adam',
+                      {'lr': 0.1, 'beta1': 0.5, 'beta2': 0.8, 'eps': 1e-8}, TWO_PARAMETERS,
+                      rounds=4, hint=ADAM_HINT),
+        OptimizerCase('eps 0.1', 'Adam', {'lr': 0.01, 'beta1': 0.9, 'beta2': 0.999, 'eps': 0.1},
+                      TWO_PARAMETERS, hint=EPS_HINT),
+        OptimizerCase('some gradients exactly 0', 'Adam',
+                      {'lr': 0.01, 'beta1': 0.9, 'beta2': 0.999, 'eps': 1e-8}, TWO_PARAMETERS,
+                      gradients='with_zeros', hint=EPS_HINT),
+    ],
 }
 
 
@@ -442,14 +512,39 @@ def directory_name(number, test):
     return f"{number:02d}_unittest_{test}_input"
 
 
-def build_fixtures(out_dir, reference, seed=DEFAULT_SEED, table=STANDARD_TABLE, tests=None):
-    """Writes the fixture directory of every test in `table` that has specs."""
+def grown(shape):
+    """A hidden case's shape: sizes of 1 stay (batch of 1, 1 channel, 1x1 images), the
+    others grow by GROWTH, which is even, so odd sizes stay odd and 'valid' kernels fit."""
+    if isinstance(shape, dict):  # OptimizerCase.shapes
+        return {name: grown(value) for name, value in shape.items()}
+    return tuple(size if size == 1 else size + GROWTH for size in shape)
+
+
+def hidden_variant(spec):
+    """The spec with every shape in its shape_fields grown, named after the new shapes."""
+    if not spec.shape_fields:
+        return spec
+    changes = {name: grown(getattr(spec, name)) for name in spec.shape_fields}
+    shown = ', '.join(str(value) for value in changes.values())
+    return replace(spec, name=f"{spec.name}; hidden variant {shown}", **changes)
+
+
+def build_fixtures(out_dir, reference, seed=DEFAULT_SEED, table=EXTENDED_TABLE, hidden=False):
+    """Writes the fixture directory of every test in `table`, numbered in its order.
+
+    hidden: the grader's hidden set instead, from other random streams and
+    with grown shapes (hidden_variant); training cases are copied as they are.
+    """
     out_dir = Path(out_dir)
-    for number, (section, test) in enumerate(load_table(table).numbered_tests()):
-        if test not in SPECS or (tests is not None and test not in tests):
-            continue
-        write_fixture(out_dir / directory_name(number, test), section, test, SPECS[test],
-                      reference, np.random.default_rng([seed, zlib.crc32(test.encode())]))
+    numbered = load_table(table).numbered_tests()
+    if missing := [test for _, test in numbered if test not in SPECS]:
+        raise ValueError(f"{table}: no case specs for test {', '.join(missing)} in "
+                         f"staff/fixtures.py SPECS")
+    for number, (section, test) in enumerate(numbered):
+        streams = [seed, zlib.crc32(test.encode())] + ([HIDDEN_STREAM] if hidden else [])
+        specs = [hidden_variant(spec) for spec in SPECS[test]] if hidden else SPECS[test]
+        write_fixture(out_dir / directory_name(number, test), section, test, specs,
+                      reference, np.random.default_rng(streams))
 
 
 def write_fixture(directory, section, test, specs, reference, rng):
@@ -469,6 +564,11 @@ def write_fixture(directory, section, test, specs, reference, rng):
         file = f"case_{number:02d}.pkl"
         (directory / file).write_bytes(pickle.dumps(case, protocol=PICKLE_PROTOCOL))
         entries.append({'file': file, 'kind': spec.kind, 'name': spec.name})
+    write_description(directory, section, test, entries)
+
+
+def write_description(directory, section, test, entries):
+    """directory/description.json: the test's section, title and points, and its cases."""
     description = {'section': section.number, 'title': section.title, 'points': section.points,
                    'test': test, 'cases': entries}
     (directory / 'description.json').write_text(json.dumps(description, indent=2) + '\n')

@@ -9,6 +9,9 @@ from pathlib import Path
 
 TABLES_DIR = Path(__file__).resolve().parent / 'points'
 STANDARD_TABLE = TABLES_DIR / 'standard.csv'
+# Every section of the kit: the standard table's lines, then the optional sections.
+# The fixture directories are numbered in its order, so new lines go at its end.
+EXTENDED_TABLE = TABLES_DIR / 'extended.csv'
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ MUTANTS = [
          'return -y_gt / np.maximum(y_pred, 1e-8)',
          'return -y_gt / np.maximum(y_pred, 1e-8) / len(y_gt)'),
     Edit('sgd', '+ instead of - in the update',
-         'return parameter - self.lr * parameter_grad', 'return parameter + self.lr * parameter_grad'),
+         'return parameter - self.lr * parameter_grad\n', 'return parameter + self.lr * parameter_grad\n'),
     Edit('momentum', 'inertia shared between all parameters',
          'updater.inertia = self.momentum * updater.inertia + self.lr * parameter_grad\n'
          '            return parameter - updater.inertia',
@@ -85,47 +85,44 @@ MUTANTS = [
          '    i = np.repeat(ki, channels)[:, None] + ho[None, :]\n'
          '    j = np.repeat(kj, channels)[:, None] + wo[None, :]'),
     Edit('im2col', 'im2col orders the rows (ki, kj, c) instead of (c, ki, kj)',
-         'windows.transpose(0, 1, 4, 5, 2, 3)', 'windows.transpose(0, 4, 5, 1, 2, 3)',
+         'windows.transpose(0, 4, 5, 1, 2, 3)', 'windows.transpose(4, 5, 0, 1, 2, 3)',
          also=('conv',)),
     Edit('im2col', 'im2col reads each window transposed (kj, ki)',
-         'windows.transpose(0, 1, 4, 5, 2, 3)', 'windows.transpose(0, 1, 5, 4, 2, 3)',
+         'windows.transpose(0, 4, 5, 1, 2, 3)', 'windows.transpose(0, 5, 4, 1, 2, 3)',
          also=('conv',)),
     Edit('im2col', 'col2im overwrites overlapping windows instead of adding them',
-         'padded[:, :, ki:ki + Ho, kj:kj + Wo] += cols[:, :, ki, kj]',
-         'padded[:, :, ki:ki + Ho, kj:kj + Wo] = cols[:, :, ki, kj]', also=('conv',)),
+         'padded[:, :, ki:ki + Ho, kj:kj + Wo] += cols[:, ki, kj]',
+         'padded[:, :, ki:ki + Ho, kj:kj + Wo] = cols[:, ki, kj]', also=('conv',)),
     Edit('im2col', 'col2im keeps the padding',
          'return padded[:, :, padding:padding + height, padding:padding + width]',
          'return padded', also=('conv',)),
     Edit('conv', 'flipped kernel (a true convolution, not the cross-correlation)',
-         'kernel_rows = self.kernels.reshape(self.output_channels, -1)',
-         'kernel_rows = self.kernels[:, :, ::-1, ::-1].reshape(self.output_channels, -1)'),
+         'kernel_rows = self.kernels.reshape(D, -1)',
+         'kernel_rows = self.kernels[:, :, ::-1, ::-1].reshape(D, -1)'),
     Edit('conv', 'input gradient through the flipped kernel',
-         'grad_cols = self.kernels.reshape(self.output_channels, -1).T @ grad_rows',
-         'grad_cols = self.kernels[:, :, ::-1, ::-1].reshape(self.output_channels, -1).T @ grad_rows'),
+         'grad_matrix = self.kernels.reshape(D, -1).T @ grad_rows',
+         'grad_matrix = self.kernels[:, :, ::-1, ::-1].reshape(D, -1).T @ grad_rows'),
     Edit('conv', 'kernel gradient summed over the batch, not averaged',
          'self.kernels_grad[...] = kernels_grad.reshape(self.kernels.shape) / n',
          'self.kernels_grad[...] = kernels_grad.reshape(self.kernels.shape)'),
     Edit('conv', 'bias gradient forgotten',
-         'self.biases_grad[...] = np.sum(grad_rows, axis=(0, 2)) / n', 'pass'),
+         'self.biases_grad[...] = np.sum(grad_rows, axis=1) / n', 'pass'),
     Edit('conv', 'bias gradient averaged over the positions too',
-         'self.biases_grad[...] = np.sum(grad_rows, axis=(0, 2)) / n',
-         'self.biases_grad[...] = np.mean(grad_rows, axis=(0, 2))'),
+         'self.biases_grad[...] = np.sum(grad_rows, axis=1) / n',
+         'self.biases_grad[...] = np.mean(grad_rows, axis=1)'),
     Edit('conv', 'bias not added in forward',
-         'outputs = kernel_rows @ self.input_cols + self.biases[:, None]',
-         'outputs = kernel_rows @ self.input_cols'),
+         'outputs = kernel_rows @ self.input_matrix + self.biases[:, None]',
+         'outputs = kernel_rows @ self.input_matrix'),
     Edit('maxpool', 'gradient spread evenly over the pooling window',
-         'at_argmax = np.arange(K * K) == self.argmax[..., None]',
-         'at_argmax = np.full(self.argmax.shape + (K * K,), 1 / (K * K))'),
+         'grad_outputs * (self.argmax == k)', 'grad_outputs / (K * K)'),
     Edit('maxpool', 'every one of tied maxima gets the whole gradient',
-         'at_argmax = np.arange(K * K) == self.argmax[..., None]',
-         'windows = self.forward_inputs[:, :, :Ho * K, :Wo * K].reshape(n, channels, Ho, K, Wo, K)\n'
-         '        windows = windows.transpose(0, 1, 2, 4, 3, 5).reshape(n, channels, Ho, Wo, K * K)\n'
-         '        at_argmax = windows == np.max(windows, axis=-1, keepdims=True)'),
+         'grad_outputs * (self.argmax == k)',
+         'grad_outputs * (self.forward_inputs[:, :, ki:Ho * K:K, kj:Wo * K:K] == self.forward_outputs)'),
     Edit('maxpool', 'gradient always to the top-left element of the window',
-         'at_argmax = np.arange(K * K) == self.argmax[..., None]',
-         'at_argmax = np.arange(K * K) == 0'),
+         'grad_outputs * (self.argmax == k)', 'grad_outputs * (k == 0)'),
     Edit('maxpool', 'average instead of maximum in forward',
-         'return np.max(windows, axis=-1)', 'return np.mean(windows, axis=-1)'),
+         'outputs = np.maximum(outputs, candidates)\n        return outputs',
+         'outputs = outputs + candidates\n        return outputs / (K * K)'),
     Edit('avgpool', 'sums instead of averaging',
          'return np.mean(inputs, axis=(2, 3))', 'return np.sum(inputs, axis=(2, 3))'),
     Edit('avgpool', 'backward not divided by H * W',
@@ -153,8 +150,10 @@ MUTANTS = [
     Edit('batchnorm', 'gamma gradient summed over the batch, not averaged',
          'self.gamma_grad[...] = grad_gamma / n', 'self.gamma_grad[...] = grad_gamma'),
     Edit('batchnorm', 'backward ignores that the batch mean and variance depend on x',
-         'return scale * (grad_outputs - mean_grad - self.normalized * mean_grad_normalized)',
-         'return scale * grad_outputs'),
+         'grad_inputs = grad_outputs - mean_grad  # in place from here: no more temporaries\n'
+         '        grad_inputs -= self.normalized * mean_grad_normalized\n'
+         '        grad_inputs *= scale',
+         'grad_inputs = scale * grad_outputs'),
     Edit('dropout', 'inverted dropout (kept elements scaled by 1 / (1 - p), test mode unscaled)',
          'return inputs * (1 - self.p)\n'
          '        self.mask = np.random.random(inputs.shape) >= self.p\n'
@@ -180,6 +179,63 @@ MUTANTS = [
     Edit('flatten', 'channels moved last before flattening (the Keras layout)',
          'return inputs.reshape(len(inputs), -1)',
          'return np.moveaxis(inputs, 1, -1).reshape(len(inputs), -1)'),
+    # optional sections (the extended table)
+    Edit('leakyrelu', 'alpha ignored: a fixed slope of 0.01',
+         'return np.where(inputs > 0, inputs, self.alpha * inputs)',
+         'return np.where(inputs > 0, inputs, 0.01 * inputs)'),
+    Edit('leakyrelu', 'max(x, alpha) instead of max(alpha * x, x)',
+         'return np.where(inputs > 0, inputs, self.alpha * inputs)',
+         'return np.maximum(inputs, self.alpha)'),
+    Edit('leakyrelu', "backward with ReLU's slope 0 for negative inputs",
+         'return grad_outputs * np.where(self.forward_inputs > 0, 1.0, self.alpha)',
+         'return grad_outputs * (self.forward_inputs > 0)'),
+    Edit('leakyrelu', 'backward multiplies by the outputs instead of the slope',
+         'return grad_outputs * np.where(self.forward_inputs > 0, 1.0, self.alpha)',
+         'return grad_outputs * self.forward_outputs'),
+    Edit('rmsprop', 'mean square shared between all parameters',
+         'updater.mean_square = (self.rho * updater.mean_square\n'
+         '                                   + (1 - self.rho) * parameter_grad ** 2)\n'
+         '            return parameter - self.lr * parameter_grad / (np.sqrt(updater.mean_square) + self.eps)',
+         'self.mean_square = self.rho * getattr(self, "mean_square", 0) + (1 - self.rho) * parameter_grad ** 2\n'
+         '            return parameter - self.lr * parameter_grad / (np.sqrt(self.mean_square) + self.eps)'),
+    Edit('rmsprop', 'rho and 1 - rho swapped',
+         'updater.mean_square = (self.rho * updater.mean_square\n'
+         '                                   + (1 - self.rho) * parameter_grad ** 2)',
+         'updater.mean_square = ((1 - self.rho) * updater.mean_square\n'
+         '                                   + self.rho * parameter_grad ** 2)'),
+    Edit('rmsprop', 'gradient not squared in the mean square',
+         '+ (1 - self.rho) * parameter_grad ** 2)', '+ (1 - self.rho) * np.abs(parameter_grad))'),
+    Edit('rmsprop', 'eps inside the square root (the lectures add it outside)',
+         'return parameter - self.lr * parameter_grad / (np.sqrt(updater.mean_square) + self.eps)',
+         'return parameter - self.lr * parameter_grad / np.sqrt(updater.mean_square + self.eps)'),
+    Edit('rmsprop', 'eps forgotten: a zero gradient gives 0 / 0',
+         'return parameter - self.lr * parameter_grad / (np.sqrt(updater.mean_square) + self.eps)',
+         'return parameter - self.lr * parameter_grad / np.sqrt(updater.mean_square)'),
+    Edit('adam', 'no bias correction',
+         'm_hat = updater.m / (1 - self.beta1 ** updater.step)\n'
+         '            v_hat = updater.v / (1 - self.beta2 ** updater.step)',
+         'm_hat, v_hat = updater.m, updater.v'),
+    Edit('adam', 'one step counter for all parameters (t counts every update)',
+         'updater.step += 1', 'self.step = getattr(self, "step", 0) + 1\n            updater.step = self.step'),
+    Edit('adam', 'bias correction with t - 1, the steps counted from 0: 1 - beta**0 = 0',
+         'm_hat = updater.m / (1 - self.beta1 ** updater.step)\n'
+         '            v_hat = updater.v / (1 - self.beta2 ** updater.step)',
+         'm_hat = updater.m / (1 - self.beta1 ** (updater.step - 1))\n'
+         '            v_hat = updater.v / (1 - self.beta2 ** (updater.step - 1))'),
+    Edit('adam', 'beta1 and beta2 swapped',
+         'updater.m = self.beta1 * updater.m + (1 - self.beta1) * parameter_grad\n'
+         '            updater.v = self.beta2 * updater.v + (1 - self.beta2) * parameter_grad ** 2',
+         'updater.m = self.beta2 * updater.m + (1 - self.beta2) * parameter_grad\n'
+         '            updater.v = self.beta1 * updater.v + (1 - self.beta1) * parameter_grad ** 2'),
+    Edit('adam', 'eps inside the square root (the lectures add it outside)',
+         'return parameter - self.lr * m_hat / (np.sqrt(v_hat) + self.eps)',
+         'return parameter - self.lr * m_hat / np.sqrt(v_hat + self.eps)'),
+    Edit('adam', 'eps forgotten: a zero gradient gives 0 / 0',
+         'return parameter - self.lr * m_hat / (np.sqrt(v_hat) + self.eps)',
+         'return parameter - self.lr * m_hat / np.sqrt(v_hat)'),
+    Edit('adam', 'square root of v_hat forgotten',
+         'return parameter - self.lr * m_hat / (np.sqrt(v_hat) + self.eps)',
+         'return parameter - self.lr * m_hat / (v_hat + self.eps)'),
 ]
 
 VARIANTS = [
@@ -209,31 +265,39 @@ VARIANTS = [
     Edit('im2col', "'same' padding as K // 2 (the same for odd K)",
          'return (kernel_size - 1) // 2', 'return kernel_size // 2'),
     Edit('im2col', 'im2col by fancy indexing with get_im2col_indices',
-         'windows = np.lib.stride_tricks.sliding_window_view(padded, (K, K), axis=(2, 3))\n'
-         '    Ho, Wo = windows.shape[2:4]\n'
-         '    return windows.transpose(0, 1, 4, 5, 2, 3).reshape(n, channels * K * K, Ho * Wo)',
-         'k, i, j = get_im2col_indices(inputs.shape, K, padding)\n'
+         'padded = np.zeros((channels, n, height + 2 * padding, width + 2 * padding), dtype=inputs.dtype)\n'
+         '    padded[:, :, padding:padding + height, padding:padding + width] = inputs.transpose(1, 0, 2, 3)\n'
+         '    windows = np.lib.stride_tricks.sliding_window_view(padded, (K, K), axis=(2, 3))\n'
+         '    Ho, Wo = windows.shape[2:4]  # windows (C, n, Ho, Wo, K, K)\n'
+         '    matrix = windows.transpose(0, 4, 5, 1, 2, 3).reshape(channels * K * K, n, Ho * Wo)\n'
+         '    return matrix.transpose(1, 0, 2)',
+         'padded = np.pad(inputs, ((0, 0), (0, 0), (padding, padding), (padding, padding)))\n'
+         '    k, i, j = get_im2col_indices(inputs.shape, K, padding)\n'
          '    return padded[:, k, i, j]'),
     Edit('im2col', 'col2im with np.add.at and get_im2col_indices',
-         'cols = cols.reshape(n, channels, K, K, Ho, Wo)\n'
-         '    padded = np.zeros((n, channels, height + 2 * padding, width + 2 * padding), dtype=cols.dtype)\n'
+         'cols = cols.transpose(1, 0, 2).reshape(channels, K, K, n, Ho, Wo)\n'
+         '    padded = np.zeros((channels, n, height + 2 * padding, width + 2 * padding), dtype=cols.dtype)\n'
          '    for ki in range(K):\n'
          '        for kj in range(K):\n'
-         '            padded[:, :, ki:ki + Ho, kj:kj + Wo] += cols[:, :, ki, kj]',
+         '            padded[:, :, ki:ki + Ho, kj:kj + Wo] += cols[:, ki, kj]\n'
+         '    return padded[:, :, padding:padding + height, padding:padding + width].transpose(1, 0, 2, 3)',
          'padded = np.zeros((n, channels, height + 2 * padding, width + 2 * padding), dtype=cols.dtype)\n'
          '    k, i, j = get_im2col_indices(input_shape, K, padding)\n'
-         '    np.add.at(padded, (slice(None), k, i, j), cols)'),
+         '    np.add.at(padded, (slice(None), k, i, j), cols)\n'
+         '    return padded[:, :, padding:padding + height, padding:padding + width]'),
     Edit('conv', 'computes in float32',
-         'self.input_cols = im2col(inputs, self.kernel_size, self.padding)\n'
-         '        kernel_rows = self.kernels.reshape(self.output_channels, -1)',
-         'self.input_cols = im2col(inputs.astype(np.float32), self.kernel_size, self.padding)\n'
-         '        kernel_rows = self.kernels.reshape(self.output_channels, -1).astype(np.float32)'),
-    Edit('conv', 'kernel gradient by a batched matmul summed over the batch',
-         'kernels_grad = np.tensordot(grad_rows, self.input_cols, axes=([0, 2], [0, 2]))',
-         'kernels_grad = np.sum(grad_rows @ self.input_cols.transpose(0, 2, 1), axis=0)'),
+         'cols = im2col(inputs, self.kernel_size, self.padding)  # (n, C*K*K, Ho*Wo)\n'
+         '        self.input_matrix = cols.transpose(1, 0, 2).reshape(cols.shape[1], -1)  # (C*K*K, n*Ho*Wo)\n'
+         '        kernel_rows = self.kernels.reshape(D, -1)',
+         'cols = im2col(inputs.astype(np.float32), self.kernel_size, self.padding)\n'
+         '        self.input_matrix = cols.transpose(1, 0, 2).reshape(cols.shape[1], -1)\n'
+         '        kernel_rows = self.kernels.reshape(D, -1).astype(np.float32)'),
+    Edit('conv', 'kernel gradient by a batched matmul of the (n, C*K*K, Ho*Wo) columns',
+         'kernels_grad = (self.input_matrix @ grad_rows.T).T',
+         'cols = self.input_matrix.reshape(len(self.input_matrix), n, -1).transpose(1, 0, 2)\n'
+         '        kernels_grad = np.sum(grad_outputs.reshape(n, D, -1) @ cols.transpose(0, 2, 1), axis=0)'),
     Edit('maxpool', 'the last of tied maxima takes the gradient',
-         'self.argmax = np.argmax(windows, axis=-1)',
-         'self.argmax = K * K - 1 - np.argmax(windows[..., ::-1], axis=-1)'),
+         '(candidates > outputs) * np.int16(k)', '(candidates >= outputs) * np.int16(k)'),
     Edit('batchnorm', 'running variance from the unbiased batch variance (m / (m - 1))',
          'self.running_var[...] = self.momentum * self.running_var + (1 - self.momentum) * var',
          'm = inputs.size / var.size\n'
@@ -244,7 +308,10 @@ VARIANTS = [
          'self.running_mean = self.momentum * self.running_mean + (1 - self.momentum) * mean\n'
          '            self.running_var = self.momentum * self.running_var + (1 - self.momentum) * var'),
     Edit('batchnorm', "backward by the paper's chain through dvar and dmean",
-         'return scale * (grad_outputs - mean_grad - self.normalized * mean_grad_normalized)',
+         'grad_inputs = grad_outputs - mean_grad  # in place from here: no more temporaries\n'
+         '        grad_inputs -= self.normalized * mean_grad_normalized\n'
+         '        grad_inputs *= scale\n'
+         '        return grad_inputs',
          'grad_normalized = grad_outputs * np.reshape(self.gamma, shape)\n'
          '        centered = self.normalized / self.inv_std\n'
          '        grad_var = np.sum(grad_normalized * centered, axis=axes, keepdims=True) * -0.5 * self.inv_std ** 3\n'
@@ -259,4 +326,26 @@ VARIANTS = [
          'self.mask = np.random.default_rng().random(inputs.shape) >= self.p'),
     Edit('dropout', 'np.where instead of multiplying by the mask',
          'return inputs * self.mask', 'return np.where(self.mask, inputs, 0)'),
+    # optional sections (the extended table)
+    Edit('leakyrelu', 'max(alpha * x, x), the lectures\' formula',
+         'return np.where(inputs > 0, inputs, self.alpha * inputs)',
+         'return np.maximum(self.alpha * inputs, inputs)'),
+    Edit('leakyrelu', 'slope 1 at x == 0 (the subgradient is ambiguous there)',
+         'return grad_outputs * np.where(self.forward_inputs > 0, 1.0, self.alpha)',
+         'return grad_outputs * np.where(self.forward_inputs >= 0, 1.0, self.alpha)'),
+    Edit('rmsprop', 'state kept in a dict keyed by the updater, computed in float32',
+         'updater.mean_square = (self.rho * updater.mean_square\n'
+         '                                   + (1 - self.rho) * parameter_grad ** 2)\n'
+         '            return parameter - self.lr * parameter_grad / (np.sqrt(updater.mean_square) + self.eps)',
+         'states = self.__dict__.setdefault("states", {})\n'
+         '            g = parameter_grad.astype(np.float32)\n'
+         '            states[updater] = self.rho * states.get(updater, 0) + (1 - self.rho) * g * g\n'
+         '            return parameter - self.lr * g / (states[updater] ** 0.5 + self.eps)'),
+    Edit('adam', 'the parameter updated in place, bias correction folded into the step size',
+         'm_hat = updater.m / (1 - self.beta1 ** updater.step)\n'
+         '            v_hat = updater.v / (1 - self.beta2 ** updater.step)\n'
+         '            return parameter - self.lr * m_hat / (np.sqrt(v_hat) + self.eps)',
+         'correction = np.sqrt(1 - self.beta2 ** updater.step) / (1 - self.beta1 ** updater.step)\n'
+         '            parameter -= self.lr * correction * updater.m / (np.sqrt(updater.v) + self.eps * np.sqrt(1 - self.beta2 ** updater.step))\n'
+         '            return parameter'),
 ]

@@ -10,6 +10,7 @@ LAYERS = [
     ('ReLU', {}, (4, 3, 5)),
     ('Softmax', {}, (5, 7)),
     ('Dense', {'units': 6}, (4, 9)),
+    ('LeakyReLU', {'alpha': 0.1}, (4, 3, 5)),
 ]
 
 

@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""Times forward+backward of the kit's Conv2D, MaxPooling2D, BatchNormalization and one
+whole training step against torch CPU on the same shapes and threads, and prints the ratios.
+
+    python bench/conv_vs_torch.py [--threads 2] [--repeats 7] [--solution path/to/solution.py]
+
+Shapes are CIFAR-10's with batch 128, float32. The training step is the issue's 5-conv
+BatchNorm net (conv 32-32, pool, 64-64, pool, 128, global average pooling, dense 10)
+with softmax, cross-entropy and SGD with momentum. numpy and torch each run in a
+subprocess of their own (in one process their thread pools fight and the ratio means
+nothing); each figure is the median of --repeats runs after two warm-up runs.
+Needs torch (pip install torch==2.13.0); without it only the numpy column is printed.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+KIT_DIR = Path(__file__).resolve().parent.parent
+BATCH = 128
+
+# name: (layer, constructor arguments, input shape (C, H, W))
+LAYERS = {
+    'Conv2D 3->32, 32x32': ('Conv2D', (32,), (3, 32, 32)),
+    'Conv2D 32->32, 32x32': ('Conv2D', (32,), (32, 32, 32)),
+    'Conv2D 32->64, 16x16': ('Conv2D', (64,), (32, 16, 16)),
+    'Conv2D 64->64, 16x16': ('Conv2D', (64,), (64, 16, 16)),
+    'MaxPooling2D 32x32x32': ('MaxPooling2D', (2,), (32, 32, 32)),
+    'MaxPooling2D 64x16x16': ('MaxPooling2D', (2,), (64, 16, 16)),
+    'BatchNormalization 32x32x32': ('BatchNormalization', (), (32, 32, 32)),
+    'BatchNormalization 64x16x16': ('BatchNormalization', (), (64, 16, 16)),
+}
+STEP = 'training step, 5-conv BN net'
+CONV_CHANNELS = (32, 32, 'pool', 64, 64, 'pool', 128)
+
+
+def median_seconds(run, repeats):
+    """Median wall time of run() over `repeats` calls after two warm-up calls."""
+    for _ in range(2):
+        run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+# ================================ numpy =====================================
+
+def numpy_cases(solution_path):
+    """{name: run()} for the kit: each run() is one forward and one backward pass."""
+    import numpy as np
+    sys.path.insert(0, str(KIT_DIR))
+    import common
+    solution = common.load_solution(solution_path)
+    rng = np.random.default_rng(0)
+    cases = {}
+    for name, (layer_name, args, shape) in LAYERS.items():
+        layer = getattr(solution, layer_name)(*args, input_shape=shape)
+        layer.build(solution.SGDMomentum(lr=0.01, momentum=0.9))
+        x = rng.normal(size=(BATCH,) + shape).astype(np.float32)
+        grad = rng.normal(size=(BATCH,) + layer.output_shape).astype(np.float32)
+        cases[name] = lambda layer=layer, x=x, grad=grad: layer.backward(grad) if layer(x) is not None else None
+
+    model = solution.Model(solution.CategoricalCrossentropy(), solution.SGDMomentum(lr=0.01, momentum=0.9))
+    shape = (3, 32, 32)
+    for channels in CONV_CHANNELS:
+        if channels == 'pool':
+            model.add(solution.MaxPooling2D(2))
+            continue
+        model.add(solution.Conv2D(channels, input_shape=shape))
+        model.add(solution.BatchNormalization())
+        model.add(solution.ReLU())
+    for layer in (solution.GlobalAveragePooling(), solution.Dense(10), solution.Softmax()):
+        model.add(layer)
+    x = rng.normal(size=(BATCH,) + shape).astype(np.float32)
+    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, BATCH)]
+    cases[STEP] = lambda: model.fit_batch(x, y)
+    return cases
+
+
+# ================================ torch =====================================
+
+def torch_cases(threads):
+    """{name: run()} for torch CPU, the same shapes and computations as numpy_cases."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    cases = {}
+    for name, (layer_name, args, shape) in LAYERS.items():
+        layer = {'Conv2D': lambda: nn.Conv2d(shape[0], args[0], 3, padding=1),
+                 'MaxPooling2D': lambda: nn.MaxPool2d(args[0]),
+                 'BatchNormalization': lambda: nn.BatchNorm2d(shape[0], momentum=0.1)}[layer_name]()
+        x = torch.randn((BATCH,) + shape, requires_grad=True)
+        grad = torch.randn_like(layer(x))
+        cases[name] = lambda layer=layer, x=x, grad=grad: layer(x).backward(grad)
+
+    layers, channels_in = [], 3
+    for channels in CONV_CHANNELS:
+        if channels == 'pool':
+            layers.append(nn.MaxPool2d(2))
+            continue
+        layers += [nn.Conv2d(channels_in, channels, 3, padding=1), nn.BatchNorm2d(channels), nn.ReLU()]
+        channels_in = channels
+    model = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels_in, 10))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x, y = torch.randn(BATCH, 3, 32, 32), torch.randint(0, 10, (BATCH,))
+
+    def step():
+        optimizer.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    cases[STEP] = step
+    return cases
+
+
+# ================================ main ======================================
+
+def child(engine, threads, repeats, solution_path):
+    """Runs in a subprocess: prints {name: median seconds} as JSON."""
+    cases = numpy_cases(solution_path) if engine == 'numpy' else torch_cases(threads)
+    print(json.dumps({name: median_seconds(run, repeats) for name, run in cases.items()}))
+
+
+def measure(engine, args):
+    """{name: seconds} from a fresh subprocess, or None when the engine is not installed."""
+    variables = ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS')
+    environment = dict(os.environ, **{name: str(args.threads) for name in variables})
+    command = [sys.executable, __file__, '--child', engine, '--threads', str(args.threads),
+               '--repeats', str(args.repeats), '--solution', args.solution]
+    done = subprocess.run(command, env=environment, capture_output=True, text=True)
+    if done.returncode != 0:
+        if engine == 'torch' and 'No module named' in done.stderr:
+            return None
+        sys.exit(f"the {engine} run failed:\n{done.stderr}")
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--threads', type=int, default=os.cpu_count())
+    parser.add_argument('--repeats', type=int, default=7)
+    parser.add_argument('--solution', default=str(KIT_DIR / 'solution.py'))
+    parser.add_argument('--child', choices=('numpy', 'torch'), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        return child(args.child, args.threads, args.repeats, args.solution)
+    kit, torch = measure('numpy', args), measure('torch', args)
+    print(f"forward+backward, batch {BATCH}, float32, {args.threads} threads, "
+          f"median of {args.repeats} runs (ms)")
+    print(f"{'':32} {'numpy':>8} {'torch':>8} {'ratio':>6}")
+    for name, seconds in kit.items():
+        if torch is None:
+            print(f"{name:32} {1000 * seconds:8.1f} {'-':>8} {'-':>6}")
+        else:
+            print(f"{name:32} {1000 * seconds:8.1f} {1000 * torch[name]:8.1f} "
+                  f"{seconds / torch[name]:6.2f}")
+    if torch is None:
+        print("torch is not installed: pip install torch==2.13.0 for the comparison")
+
+
+if __name__ == '__main__':
+    main()

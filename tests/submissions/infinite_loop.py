@@ -1,0 +1,5 @@
+# ReLU.forward never returns.
+class ReLU(ReLU):
+    def forward(self, inputs):
+        while True:
+            pass

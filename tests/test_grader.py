@@ -1,0 +1,573 @@
+"""The checking system (staff/grader.py): a corpus of submissions, each with
+the verdict it must get per section; isolation; limits; output formats; CLI.
+
+The corpus is graded once per isolation mode, as a batch (2 at a time), with
+small time limits; training runs for real only in the `training` test.
+"""
+import csv
+import hashlib
+import io
+import json
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import common
+from mutants import MUTANTS
+from staff import fixtures, grader
+from staff.kit import make_template
+from staff.points import load_table
+from staff.sandbox import GIB, Limits
+
+REFERENCE = common.KIT_DIR / 'solution.py'
+SNIPPETS = Path(__file__).resolve().parent / 'submissions'
+TABLE = load_table()
+PUBLIC = common.find_fixtures()
+QUICK_SECTIONS = [section for section in TABLE.sections  # those with fixtures, no training
+                  if all(test in PUBLIC and all(entry['kind'] != 'training'
+                                                for entry in PUBLIC[test].cases)
+                         for test in section.tests)]
+QUICK_TESTS = [test for section in QUICK_SECTIONS for test in section.tests]
+FAST = Limits(wall=5, cpu=5, memory=2 * GIB, threads=1)
+HIDDEN_SEED = 2
+
+# submission: {test: verdict} for the sections holding those tests ('*': all);
+# every other section must pass.
+HOSTILE = {
+    'syntax_error': {'*': 'import failed'},
+    'missing_module': {'*': 'import failed'},
+    'exit_at_import': {'*': 'import failed'},
+    'os_exit_at_import': {'*': 'import failed'},
+    'infinite_loop': {'relu': 'time limit'},
+    'memory_bomb': {'dense': 'memory limit'},
+    'segfault': {'softmax': 'error'},
+    'exit_in_layer': {'flatten': 'error'},
+    'allclose_patch': {'sgd': 'failed'},
+    'equal_subclass': {'crossentropy': 'failed'},
+    'plain_values': {'sgd': 'failed'},
+    'network': {},
+    'fixture_replay': {},  # the public cases only: see test_hidden_set_catches_replay
+    'prints_100mb': {},
+    'sleeping_children': {},
+    'setsid_escapee': {},
+    'deletes_tests': {},
+}
+# Submissions that are safe to import into this process: their local
+# ./run.py unittest verdicts must be the grader's.
+IMPORTABLE = ('equal_subclass', 'plain_values')
+MUTANT_OF = {test: next(m for m in MUTANTS if m.test == test)
+             for test in QUICK_TESTS if any(m.test == test for m in MUTANTS)}
+SLEEPERS = ('sleep 86397', 'sleep 86396')  # the commands of sleeping_children, setsid_escapee
+FIXTURE_FILES = '*_unittest_*_input/*'  # the kit's files the submissions try to delete
+
+
+def blank_template(source):
+    """The template students get: every region of the reference is a placeholder."""
+    return make_template(source, TABLE)
+
+
+def expected_verdicts(changes, sections=QUICK_SECTIONS):
+    return {section.number: changes.get('*') or next(
+        (changes[test] for test in section.tests if test in changes), 'passed')
+        for section in sections}
+
+
+def verdicts(report):
+    return {result.section.number: result.verdict for result in report.sections}
+
+
+def local_verdicts(path, name, sections=QUICK_SECTIONS):
+    """What ./run.py unittest says, section by section (first non-passed test)."""
+    solution = common.load_solution(path, name=name)
+    results = {}
+    for section in sections:
+        tests = [common.run_test(PUBLIC[test], solution) for test in section.tests]
+        results[section.number] = next((r for r in tests if not r.passed), tests[0])
+    return results
+
+
+def live_commands():
+    """The command lines of all live (not zombie) processes."""
+    commands = []
+    for entry in Path('/proc').iterdir():
+        try:
+            commands.append((entry / 'cmdline').read_bytes().replace(b'\0', b' ').decode().strip())
+        except OSError:
+            pass
+    return commands
+
+
+def file_digests(directory, pattern='**/*'):
+    return {str(path.relative_to(directory)): hashlib.md5(path.read_bytes()).hexdigest()
+            for path in sorted(Path(directory).glob(pattern)) if path.is_file()}
+
+
+@pytest.fixture(scope='module')
+def hidden_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp('hidden')
+    reference = common.load_solution(REFERENCE, name='reference_for_hidden')
+    fixtures.build_fixtures(directory, reference, seed=HIDDEN_SEED)
+    return directory
+
+
+@contextmanager
+def listening():
+    """A TCP port on 127.0.0.1 and the list of connections it accepts."""
+    server = socket.create_server(('127.0.0.1', 0))
+    server.settimeout(0.2)
+    accepted = []
+
+    def accept():
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:
+                pass
+
+    stop = threading.Event()
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1], accepted
+    finally:
+        stop.set()
+        thread.join()
+        server.close()
+
+
+@pytest.fixture(scope='module')
+def listener():
+    with listening() as port_and_connections:
+        yield port_and_connections
+
+
+def write_corpus(directory, decoy, hidden, port, names):
+    """directory/<name>.py for each name: the reference, blank, mutant_<test>, or a snippet."""
+    directory.mkdir()
+    reference = REFERENCE.read_text()
+    for name in names:
+        if name == 'reference':
+            source = reference
+        elif name == 'blank':
+            source = blank_template(reference)
+        elif name.startswith('mutant_'):
+            mutant = MUTANT_OF[name.removeprefix('mutant_')]
+            assert reference.count(mutant.old) == 1, f"{name}: its text is not in solution.py once"
+            source = reference.replace(mutant.old, mutant.new)
+        else:
+            snippet = (SNIPPETS / f"{name}.py").read_text()
+            for placeholder, value in (('@KIT@', decoy), ('@HIDDEN@', hidden), ('@PORT@', port)):
+                snippet = snippet.replace(placeholder, str(value))
+            source = f"{reference}\n\n{snippet}"
+        (directory / f"{name}.py").write_text(source)
+    return directory
+
+
+class Corpus:
+    """A batch of submissions graded in one isolation mode, and what to check after."""
+
+    def __init__(self, root, hidden, listener, isolation, names, sections=QUICK_SECTIONS):
+        self.decoy = root / 'decoy'
+        shutil.copytree(common.TESTS_DIR, self.decoy / 'tests',
+                        ignore=shutil.ignore_patterns('__pycache__'))
+        shutil.copyfile(common.KIT_DIR / 'interface.py', self.decoy / 'interface.py')
+        self.decoy_before = file_digests(self.decoy)
+        self.kit_before = file_digests(common.TESTS_DIR, FIXTURE_FILES)
+        port, self.connections = listener
+        self.directory = write_corpus(root / 'submissions', self.decoy, hidden, port, names)
+        (self.directory / 'ghost.py').symlink_to(root / 'nowhere.py')  # breaks the grader
+        self.grader = grader.Grader(TABLE, ','.join(s.number for s in sections), limits=FAST,
+                                    isolation=isolation, private=[self.directory])
+        self.reports = self.grader.grade_all(grader.find_submissions(self.directory), jobs=2,
+                                             progress=lambda line: None)
+
+
+ALL_NAMES = ['reference', 'blank', *(f"mutant_{test}" for test in MUTANT_OF), *HOSTILE]
+FALLBACK_NAMES = ['reference', 'infinite_loop', 'memory_bomb', 'segfault', 'network',
+                  'sleeping_children', 'setsid_escapee', 'deletes_tests']
+FALLBACK_SECTIONS = [s for s in QUICK_SECTIONS if {'relu', 'softmax', 'dense'} & set(s.tests)]
+
+
+@pytest.fixture(scope='module')
+def corpus(tmp_path_factory, hidden_dir, listener):
+    """The whole corpus, with the best isolation this machine has."""
+    return Corpus(tmp_path_factory.mktemp('corpus'), hidden_dir, listener, 'auto', ALL_NAMES)
+
+
+@pytest.fixture(scope='module')
+def fallback(tmp_path_factory, hidden_dir, listener):
+    """Part of the corpus again, in the unshare fallback (as without bubblewrap)."""
+    if grader.isolation_problem('unshare'):
+        pytest.skip(f"unshare does not work here: {grader.isolation_problem('unshare')}")
+    return Corpus(tmp_path_factory.mktemp('fallback'), hidden_dir, listener, 'unshare',
+                  FALLBACK_NAMES, FALLBACK_SECTIONS)
+
+
+# ============================ Corpus verdicts ===============================
+
+def test_reference_gets_full_marks(corpus):
+    report = corpus.reports['reference']
+    assert verdicts(report) == expected_verdicts({})
+    assert report.total == report.max_total == sum(s.points for s in QUICK_SECTIONS)
+
+
+def test_blank_template_gets_zero_and_not_implemented(corpus):
+    report = corpus.reports['blank']
+    assert verdicts(report) == expected_verdicts({'*': 'not implemented'})
+    assert report.total == 0
+    assert all('Traceback' not in result.message for result in report.sections)
+
+
+@pytest.mark.parametrize('test', MUTANT_OF)
+def test_wrong_formula_fails_only_its_section_as_locally(corpus, test):
+    """A plausible bug fails its section only (and those of the tests the
+    catalog says it also breaks), with the verdict and message that
+    ./run.py unittest gives."""
+    report = corpus.reports[f"mutant_{test}"]
+    failing = {test, *MUTANT_OF[test].also}
+    section = next(s.number for s in QUICK_SECTIONS if test in s.tests)
+    assert [number for number, verdict in verdicts(report).items() if verdict != 'passed'] \
+        == [s.number for s in QUICK_SECTIONS if failing & set(s.tests)]
+    local = local_verdicts(corpus.directory / f"mutant_{test}.py", f"local_mutant_{test}")
+    assert verdicts(report) == {number: result.verdict for number, result in local.items()}
+    if local[section].verdict == 'failed':
+        graded = next(r for r in report.sections if r.section.number == section)
+        prefix = f"{local[section].test}: " if len(graded.section.tests) > 1 else ''
+        assert graded.message == prefix + local[section].message.splitlines()[0]
+
+
+@pytest.mark.parametrize('name', HOSTILE)
+def test_hostile_submission_gets_its_verdicts(corpus, name):
+    assert verdicts(corpus.reports[name]) == expected_verdicts(HOSTILE[name])
+
+
+@pytest.mark.parametrize('name', IMPORTABLE)
+def test_same_verdicts_as_unittest(corpus, name):
+    local = local_verdicts(corpus.directory / f"{name}.py", f"local_{name}")
+    assert verdicts(corpus.reports[name]) == {n: r.verdict for n, r in local.items()}
+
+
+def test_messages_say_what_happened(corpus):
+    def message(name, test):
+        section = next(s for s in QUICK_SECTIONS if test in s.tests)
+        return next(r.message for r in corpus.reports[name].sections if r.section == section)
+
+    assert message('syntax_error', 'relu').startswith("SyntaxError:")
+    assert message('missing_module', 'relu') == \
+        "ModuleNotFoundError: No module named 'a_module_nobody_installed'"
+    assert message('exit_at_import', 'dense') == \
+        "solution.py called sys.exit(3) while being imported"
+    assert message('os_exit_at_import', 'relu') == \
+        "the process exited with status 0 while importing solution.py"
+    assert re.fullmatch(rf"case '{PUBLIC['relu'].cases[0]['name']}': the 5 s "
+                        rf"(wall-clock|CPU time) limit ran out during this case",
+                        message('infinite_loop', 'relu'))
+    assert "MemoryError" in message('memory_bomb', 'dense')
+    assert message('segfault', 'softmax').endswith("killed by SIGSEGV during this case")
+    assert message('exit_in_layer', 'flatten').endswith("exited with status 0 during this case")
+    assert "dtype complex128" in message('plain_values', 'sgd')
+
+
+def test_printing_keeps_one_mebibyte_and_changes_nothing(corpus):
+    for result in corpus.reports['prints_100mb'].sections:
+        kept, _, note = result.output.rpartition('\n[')
+        assert kept == 'x' * (1 << 20)
+        assert note == f"{(100 << 20) - (1 << 20)} more bytes of output discarded]"
+
+
+def test_broken_submission_gets_an_error_row(corpus, tmp_path):
+    report = corpus.reports['ghost']
+    assert report.failure and report.total == 0 and report.non_passed() == 'error'
+    path = tmp_path / 'grades.csv'
+    grader.write_csv(path, corpus.grader, corpus.reports)
+    rows = {row['student']: row for row in csv.DictReader(path.open())}
+    assert set(rows) == {*ALL_NAMES, 'ghost'}
+    assert list(rows['reference']) == ['student', *(s.number for s in QUICK_SECTIONS),
+                                       'total', 'verdicts']
+    assert rows['ghost']['total'] == '0' and rows['ghost']['verdicts'] == 'error'
+    assert float(rows['reference']['total']) == sum(s.points for s in QUICK_SECTIONS)
+    assert rows['reference']['verdicts'] == ''
+    dense = next(s.number for s in QUICK_SECTIONS if 'dense' in s.tests)
+    assert rows['memory_bomb']['verdicts'] == f"{dense} memory limit"
+    assert rows['memory_bomb'][dense] == '0'
+
+
+# ================================ Isolation =================================
+
+def check_isolation(corpus):
+    """Nothing the submissions did outlives grading or reaches outside."""
+    assert not [command for command in live_commands() if command in SLEEPERS]
+    assert file_digests(corpus.decoy) == corpus.decoy_before
+    assert set(corpus.kit_before) <= set(file_digests(common.TESTS_DIR, FIXTURE_FILES))
+    assert corpus.connections == []
+
+
+def test_isolation_holds(corpus):
+    check_isolation(corpus)
+    if shutil.which('bwrap'):
+        assert corpus.grader.isolation == 'bwrap'
+        assert corpus.reports['reference'].isolation.startswith('bwrap (bubblewrap')
+
+
+def test_unshare_fallback_gives_the_same_verdicts(fallback):
+    for name, report in fallback.reports.items():
+        expected = HOSTILE.get(name, {'*': 'error'} if name == 'ghost' else {})
+        assert verdicts(report) == expected_verdicts(expected, FALLBACK_SECTIONS), name
+    assert fallback.reports['reference'].isolation.startswith('unshare:')
+    check_isolation(fallback)
+
+
+def test_without_bwrap_auto_picks_unshare(tmp_path, monkeypatch):
+    if grader.isolation_problem('unshare'):
+        pytest.skip("unshare does not work here")
+    (tmp_path / 'unshare').symlink_to(shutil.which('unshare'))
+    monkeypatch.setenv('PATH', str(tmp_path))
+    grader.isolation_problem.cache_clear()
+    try:
+        assert grader.choose_isolation('auto')[0] == 'unshare'
+        with pytest.raises(grader.UsageError, match="bwrap is not installed"):
+            grader.choose_isolation('bwrap')
+    finally:
+        grader.isolation_problem.cache_clear()
+
+
+def test_no_sandbox_is_reported_and_lets_the_network_through(tmp_path):
+    """Without namespaces the grader still grades, says so, and the network
+    submission's check can fail: the corpus's network test is not vacuous."""
+    with listening() as (port, connections):
+        directory = write_corpus(tmp_path / 'subs', tmp_path, tmp_path, port,
+                                 ['reference', 'network'])
+        none = grader.Grader(TABLE, 'relu', limits=FAST, isolation='none')
+        reference = none.grade(directory / 'reference.py')
+        assert verdicts(reference) == {'2.1.1': 'passed'}
+        assert reference.isolation.startswith('none: NO SANDBOX')
+        assert verdicts(none.grade(directory / 'network.py')) == {'2.1.1': 'failed'}
+        assert connections
+
+
+@pytest.mark.parametrize('isolation', ['auto', 'unshare'])
+def test_hidden_set_catches_replay(corpus, hidden_dir, isolation):
+    """Replaying the public expected outputs passes them; the hidden set, which
+    the child cannot read even when it knows where it is, fails it."""
+    if isolation == 'unshare' and grader.isolation_problem('unshare'):
+        pytest.skip("unshare does not work here")
+    with_hidden = grader.Grader(TABLE, 'relu', hidden_dir, FAST, isolation=isolation)
+    replay = with_hidden.grade(corpus.directory / 'fixture_replay.py')
+    assert verdicts(replay) == {'2.1.1': 'failed'}
+    assert replay.sections[0].message.startswith("case 'hidden: ")
+    assert replay.sections[0].message.endswith(grader.HIDDEN_FAILURE)
+    assert verdicts(with_hidden.grade(REFERENCE)) == {'2.1.1': 'passed'}
+
+
+def test_without_a_sandbox_the_replay_reads_the_hidden_set(corpus, hidden_dir):
+    """What the sandbox prevents above: the test is not vacuous."""
+    unsafe = grader.Grader(TABLE, 'relu', hidden_dir, FAST, isolation='none')
+    assert verdicts(unsafe.grade(corpus.directory / 'fixture_replay.py')) == {'2.1.1': 'passed'}
+
+
+def test_hidden_set_differs_and_must_cover_the_sections(hidden_dir, tmp_path):
+    hidden = common.find_fixtures(hidden_dir)
+    public_case = PUBLIC['relu'].load_case(PUBLIC['relu'].cases[0])
+    hidden_case = hidden['relu'].load_case(hidden['relu'].cases[0])
+    assert not np.array_equal(public_case['calls'][0]['inputs'], hidden_case['calls'][0]['inputs'])
+    shutil.copytree(hidden_dir / '00_unittest_relu_input', tmp_path / '00_unittest_relu_input')
+    with pytest.raises(grader.UsageError, match="no fixture directory for test 'softmax'"):
+        grader.Grader(TABLE, 'relu,softmax', tmp_path, FAST)
+
+
+# ================================ Training ==================================
+
+def test_training_section_has_its_own_time_limit():
+    training = grader.Grader(TABLE, 'mnist', training_time=3, training_threads=1)
+    report = training.grade(REFERENCE)
+    assert verdicts(report) == {'2.4': 'time limit'}
+    assert report.sections[0].message.endswith("the 3 s wall-clock limit ran out during this case")
+    assert report.limits['mnist'] == "3 s wall, no CPU limit, 6 GiB memory, 1 BLAS thread"
+
+
+def test_training_limits_default_to_the_assignments():
+    plan = next(p for p in grader.Grader(TABLE, 'mnist').plans if p.training)
+    assert plan.limits == Limits(wall=600 + grader.TRAINING_ALLOWANCE, cpu=None,
+                                 memory=6 * GIB, threads=grader.cores())
+
+
+def test_missing_cifar_data_is_not_available(tmp_path, monkeypatch):
+    monkeypatch.setenv('NN_DATA_DIR', str(tmp_path))
+    monkeypatch.setattr(common, 'CIFAR10_MIRRORS', ['http://127.0.0.1:9/'])
+    report = grader.Grader(TABLE, 'cifar').grade(REFERENCE)
+    assert verdicts(report) == {'3.7': 'not available'}
+    assert common.CIFAR10_ARCHIVE in report.sections[0].message
+    assert report.total == 0 and report.max_total == 2.0
+
+
+@pytest.mark.training
+def test_mnist_section_passes_and_reports_accuracy():
+    report = grader.Grader(TABLE, 'mnist').grade(REFERENCE)
+    assert verdicts(report) == {'2.4': 'passed'}
+    assert report.sections[0].message.startswith("test accuracy 0.9")
+
+
+# ============================= Results channel ==============================
+
+def npy(array, allow_pickle=False):
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, array, allow_pickle=allow_pickle)
+    return buffer.getvalue()
+
+
+def result_message(arrays, special=None, case=0):
+    header = {'event': 'result', 'case': case, 'verdict': 'ok', 'arrays': list(arrays),
+              'special': special or {}}
+    return json.dumps(header).encode() + b'\n' + b''.join(arrays.values())
+
+
+def test_channel_gives_plain_arrays():
+    data = (b'{"event": "imported"}\n'
+            + result_message({'outputs': npy(np.arange(6.0).reshape(2, 3).T)},
+                             {'grad_inputs': 'none', 'weights_grad': 'object'})
+            + b'{"event": "done"}\n')
+    report = grader.read_channel(data, 1)
+    assert report.imported and not report.problem
+    verdict, results = report.results[0]
+    assert verdict == 'ok' and type(results['outputs']) is np.ndarray
+    assert np.array_equal(results['outputs'], np.arange(6.0).reshape(2, 3).T)
+    assert results['grad_inputs'] is None and results['weights_grad'].dtype == object
+
+
+@pytest.mark.parametrize('data, problem', [
+    (result_message({'outputs': npy(np.array([None, 1]), allow_pickle=True)}), 'Python objects'),
+    (result_message({'outputs': npy(np.zeros(4))[:-8]}), 'cut short'),
+    (result_message({'outputs': b'not an array'}), 'magic string'),
+    (result_message({'outputs': npy(np.zeros(2))}, case=5), 'case number 5'),
+    (b'{"event": "imported"}', 'cut short'),
+    (b'[' * 100000 + b'\n', ''),
+    (b'{"event": "surprise"}\n', 'unknown message'),
+])
+def test_malformed_channel_is_an_error_not_a_crash(data, problem):
+    report = grader.read_channel(data, 1)
+    assert report.problem.startswith("the child's results are unreadable") and problem in report.problem
+    assert 0 not in report.results
+
+
+def test_huge_declared_array_is_refused_without_allocating():
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {'descr': '<f8', 'fortran_order': False,
+                                                  'shape': (10 ** 12,)})
+    report = grader.read_channel(result_message({'outputs': header.getvalue()}), 1)
+    assert 'cut short' in report.problem
+
+
+def test_verdict_words_from_the_child_are_limited():
+    data = json.dumps({'event': 'result', 'case': 0, 'verdict': 'passed',
+                       'message': 'trust me'}).encode() + b'\n'
+    assert grader.read_channel(data, 1).results[0] == ('error', 'trust me')
+
+
+# =============================== Scheduling =================================
+
+def test_training_sections_run_alone():
+    slots, log = grader.Slots(), []
+    shared_entered, release = threading.Event(), threading.Event()
+
+    def ordinary():
+        with slots.shared():
+            log.append('shared in')
+            shared_entered.set()
+            release.wait(5)
+            log.append('shared out')
+
+    def training():
+        with slots.exclusive():
+            log.append('exclusive')
+
+    first = threading.Thread(target=ordinary)
+    first.start()
+    shared_entered.wait(5)
+    second = threading.Thread(target=training)
+    second.start()
+    second.join(0.2)
+    assert second.is_alive()
+    release.set()
+    first.join(5)
+    second.join(5)
+    assert log == ['shared in', 'shared out', 'exclusive']
+
+
+# ============================ The command line ==============================
+
+def grade(*args, cwd=common.KIT_DIR):
+    return subprocess.run([sys.executable, str(common.KIT_DIR / 'run.py'), 'grade', *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def test_cli_grades_one_submission_with_json_and_gradescope(tmp_path):
+    done = grade(REFERENCE, '--only', 'relu,conv', '--json', tmp_path / 'grades.json',
+                 '--gradescope', tmp_path / 'results.json')
+    assert done.returncode == 0, done.stderr
+    assert "total 2 / 2" in done.stdout and "isolation: " in done.stdout
+    grades = json.loads((tmp_path / 'grades.json').read_text())
+    assert grades['total'] == grades['max_total'] == 2.0
+    relu = grades['sections'][0]
+    assert {key: relu[key] for key in ('section', 'title', 'tests', 'points', 'awarded',
+                                       'verdict', 'message')} == {
+        'section': '2.1.1', 'title': 'ReLU', 'tests': ['relu'], 'points': 0.5, 'awarded': 0.5,
+        'verdict': 'passed', 'message': ''}
+    assert grades['sections'][1]['tests'] == ['im2col', 'conv']
+    assert isinstance(relu['seconds'], float)
+    gradescope = json.loads((tmp_path / 'results.json').read_text())
+    assert gradescope['score'] == 2.0
+    assert gradescope['tests'][0] == {'name': '2.1.1 ReLU', 'number': '2.1.1', 'score': 0.5,
+                                      'max_score': 0.5, 'output': 'passed', 'status': 'passed',
+                                      'visibility': 'visible'}
+
+
+def test_cli_zero_score_is_still_exit_0_and_mnist_table(tmp_path):
+    blank = tmp_path / 'solution.py'
+    blank.write_text(blank_template(REFERENCE.read_text()))
+    done = grade(blank, '--sections', 'mnist', '--only', 'softmax', '--json', tmp_path / 'g.json')
+    assert done.returncode == 0, done.stderr
+    grades = json.loads((tmp_path / 'g.json').read_text())
+    assert grades['max_total'] == 1.0 and grades['total'] == 0
+    assert grades['sections'][0]['verdict'] == 'not implemented'
+
+
+def test_cli_batch_writes_csv(tmp_path):
+    submissions = tmp_path / 'submissions'
+    (submissions / 'bob').mkdir(parents=True)
+    shutil.copyfile(REFERENCE, submissions / 'alice.py')
+    (submissions / 'bob' / 'solution.py').write_text('import sys\nsys.exit(1)\n')
+    done = grade(submissions, '--only', 'relu,2.1.2', '--csv', tmp_path / 'grades.csv')
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.reader((tmp_path / 'grades.csv').open()))
+    assert rows == [['student', '2.1.1', '2.1.2', 'total', 'verdicts'],
+                    ['alice', '0.5', '1.5', '2', ''],
+                    ['bob', '0', '0', '0', '2.1.1 import failed;2.1.2 import failed']]
+
+
+@pytest.mark.parametrize('args, message', [
+    (['missing.py'], "no submission at missing.py"),
+    ([REFERENCE, '--only', 'relu,nonsense'], "unknown test or section nonsense"),
+    ([REFERENCE, '--sections', 'nonsense'], "no such points table"),
+    ([REFERENCE, '--hidden', 'nowhere'], "--hidden nowhere: no such directory"),
+])
+def test_cli_usage_errors_exit_2(args, message):
+    done = grade(*args)
+    assert done.returncode == 2 and message in done.stderr
+
+
+def test_cli_same_student_twice_is_a_usage_error(tmp_path):
+    (tmp_path / 'alice').mkdir()
+    shutil.copyfile(REFERENCE, tmp_path / 'alice.py')
+    shutil.copyfile(REFERENCE, tmp_path / 'alice' / 'solution.py')
+    done = grade(tmp_path)
+    assert done.returncode == 2 and "alice submitted both" in done.stderr
+    done = grade(tmp_path / 'alice', '--gradescope', tmp_path / 'r.json')
+    assert done.returncode == 2
