@@ -5,7 +5,6 @@ run_test() below, so a test that passes here passes there.
 """
 import gzip
 import hashlib
-import http.client
 import importlib.util
 import json
 import os
@@ -16,7 +15,6 @@ import tarfile
 import tempfile
 import time
 import traceback
-import urllib.request
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -79,6 +77,8 @@ def download(url, path, md5):
     The file appears at `path` only when complete and correct: a failed,
     corrupted or interrupted (even by Ctrl-C) download leaves nothing behind.
     """
+    import http.client  # imported here: they are slow to import and rarely needed
+    import urllib.request
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     print(f"downloading {url}", file=sys.stderr, flush=True)
@@ -102,6 +102,8 @@ def download(url, path, md5):
             raise DataUnavailable(f"{url}: checksum mismatch (md5 {digest.hexdigest()}, "
                                   f"expected {md5}), the download is corrupted")
         os.replace(partial, path)
+    except http.client.HTTPException as error:
+        raise DataUnavailable(f"{url}: {error!r}") from None
     finally:
         partial.unlink(missing_ok=True)
 
@@ -119,7 +121,7 @@ def fetch(name, directory, md5, mirrors):
         try:
             download(mirror + name, path, md5)
             return path
-        except (OSError, ValueError, http.client.HTTPException, DataUnavailable) as error:
+        except (OSError, ValueError, DataUnavailable) as error:
             errors.append(f"{mirror + name}: {error}")
     sources = f" ({'; '.join(errors)})" if errors else ''
     raise DataUnavailable(f"{path} is missing and could not be downloaded{sources}: "

@@ -13,10 +13,6 @@ from pathlib import Path
 
 import numpy as np
 
-try:
-    from tqdm.auto import tqdm
-except ImportError:  # progress falls back to plain lines
-    tqdm = None
 
 
 def read_only(array):
@@ -471,6 +467,15 @@ def read_model_file(path):
     return architecture, arrays
 
 
+def tqdm_class():
+    """tqdm's bar, or None without tqdm (imported on first use: it is slow to import)."""
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # progress falls back to plain lines
+        return None
+    return tqdm
+
+
 class Progress:
     """A tqdm bar on a terminal or in a notebook, otherwise a plain line every 10 s."""
 
@@ -478,7 +483,8 @@ class Progress:
         self.total, self.done, self.description = total, 0, description
         self.enabled = enabled
         self.bar = None
-        if enabled and tqdm:
+        tqdm = tqdm_class() if enabled else None
+        if tqdm is not None:
             self.bar = tqdm(total=total, desc=description, unit='batch', leave=False, disable=None)
             if self.bar.disable:
                 self.bar = None

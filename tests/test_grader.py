@@ -544,12 +544,17 @@ def test_cli_batch_writes_csv(tmp_path):
     (submissions / 'bob').mkdir(parents=True)
     shutil.copyfile(REFERENCE, submissions / 'alice.py')
     (submissions / 'bob' / 'solution.py').write_text('import sys\nsys.exit(1)\n')
-    done = grade(submissions, '--only', 'relu,2.1.2', '--csv', tmp_path / 'grades.csv')
+    done = grade(submissions, '--only', 'relu,2.1.2', '--csv', tmp_path / 'grades.csv',
+                 '--json', tmp_path / 'grades.json')
     assert done.returncode == 0, done.stderr
     rows = list(csv.reader((tmp_path / 'grades.csv').open()))
     assert rows == [['student', '2.1.1', '2.1.2', 'total', 'verdicts'],
                     ['alice', '0.5', '1.5', '2', ''],
                     ['bob', '0', '0', '0', '2.1.1 import failed;2.1.2 import failed']]
+    grades = json.loads((tmp_path / 'grades.json').read_text())
+    assert [grades[student]['total'] for student in ('alice', 'bob')] == [2.0, 0]
+    assert grades['bob']['sections'][1]['message'] == \
+        "solution.py called sys.exit(1) while being imported"
 
 
 @pytest.mark.parametrize('args, message', [
