@@ -500,24 +500,26 @@ def train_cifar10_model(x_train, y_train, x_valid, y_valid, epochs=12):
         return images
 
     model = Model(CategoricalCrossentropy(), SGDMomentum(lr=0.1, momentum=0.9))
-    model.add(Conv2D(32, input_shape=(3, 32, 32)))
+    # max pooling comes right after its convolution, so that batch norm and ReLU
+    # work on 4 times fewer values (as in fast CIFAR-10 recipes)
+    model.add(Conv2D(16, input_shape=(3, 32, 32)))
+    model.add(MaxPooling2D())
     model.add(BatchNormalization())
     model.add(ReLU())
-    model.add(MaxPooling2D())
     model.add(Conv2D(64))
     model.add(BatchNormalization())
     model.add(ReLU())
     model.add(Conv2D(64))
+    model.add(MaxPooling2D())
     model.add(BatchNormalization())
     model.add(ReLU())
-    model.add(MaxPooling2D())
     model.add(Conv2D(128))
     model.add(BatchNormalization())
     model.add(ReLU())
     model.add(Conv2D(128))
+    model.add(MaxPooling2D())
     model.add(BatchNormalization())
     model.add(ReLU())
-    model.add(MaxPooling2D())
     model.add(GlobalAveragePooling())
     model.add(Dense(10))
     model.add(Softmax())
@@ -526,8 +528,11 @@ def train_cifar10_model(x_train, y_train, x_valid, y_valid, epochs=12):
     learning_rates = np.interp(np.arange(epochs) + 0.5, [0, epochs / 4, epochs], [0.04, 0.2, 0])
     for learning_rate in learning_rates:
         model.optimizer.lr = learning_rate
+        epochs_done = len(model.loss_train_history)
         model.fit(random_crops_and_flips(x_train), y_train, batch_size=128, epochs=1,
                   x_valid=x_valid, y_valid=y_valid)
+        if len(model.loss_train_history) == epochs_done:  # Ctrl-C, or ./run.py train --epochs
+            break
     return model
     # your code here /\
 
