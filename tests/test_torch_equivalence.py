@@ -24,13 +24,24 @@ MOMENTUM = 0.9  # of the batch-norm running averages
 LR, SGD_MOMENTUM = 0.1, 0.9
 INPUT_SHAPE = (3, 8, 10)
 BATCH = 5
-# [Conv2D same, BN, ReLU, pool] -> [Conv2D valid, ReLU] -> head -> [Dense, BN 2-D, ReLU] -> [Dense, Softmax];
-# the second convolution has no batch norm after it, so that its bias gradient is not 0
+# [Conv2D same, BN, ReLU, pool] -> [Conv2D valid, ReLU] -> head -> [Dense, BN 2-D, ReLU]
+# -> [Dense, Softmax]; no batch norm after the second convolution, so its bias gradient is not 0
 BODY = [('Conv2D', (4, 3, 'same')), ('BatchNormalization', (MOMENTUM,)), ('ReLU', ()),
         ('MaxPooling2D', (2,)), ('Conv2D', (6, 3, 'valid')), ('ReLU', ())]
 TOP = [('Dense', (5,)), ('BatchNormalization', (MOMENTUM,)), ('ReLU', ()), ('Dense', (4,)),
        ('Softmax', ())]
 HEADS = {'GlobalAveragePooling': ('GlobalAveragePooling', ()), 'Flatten': ('Flatten', ())}
+
+
+def random_parameter(name, shape, rng):
+    """A float64 value for a kit parameter: gamma near 1, beta and biases near 0, weights He-scaled."""
+    if name == 'gamma':
+        return 1 + 0.2 * rng.normal(size=shape)
+    if name in ('beta', 'biases'):
+        return 0.2 * rng.normal(size=shape)
+    # kernels (D, C, K, K) have fan-in C*K*K, Dense weights (c, units) c
+    fan_in = np.prod(shape[1:]) if name == 'kernels' else shape[0]
+    return rng.normal(size=shape) * np.sqrt(2 / fan_in)
 
 
 def kit_model(layers, rng):
@@ -43,11 +54,7 @@ def kit_model(layers, rng):
         layer = model.layers[-1]
         for parameter in layer.parameter_names:
             size = getattr(layer, parameter).shape
-            value = {'gamma': 1 + 0.2 * rng.normal(size=size), 'beta': 0.2 * rng.normal(size=size),
-                     'biases': 0.2 * rng.normal(size=size)}.get(
-                parameter, rng.normal(size=size) * np.sqrt(2 / np.prod(size[1:] if
-                                                                      parameter == 'kernels' else size[:1])))
-            setattr(layer, parameter, value)
+            setattr(layer, parameter, random_parameter(parameter, size, rng))
             setattr(layer, parameter + '_grad', np.zeros(size))
         for state in layer.state_names:
             setattr(layer, state, getattr(layer, state).astype(np.float64))
@@ -76,7 +83,8 @@ def torch_twin(layer):
         pairs = {'gamma': (module.weight, same), 'beta': (module.bias, same)}
     else:
         parameterless = {'ReLU': nn.ReLU, 'MaxPooling2D': lambda: nn.MaxPool2d(layer.pool_size),
-                         'GlobalAveragePooling': lambda: nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()),
+                         'GlobalAveragePooling': lambda: nn.Sequential(nn.AdaptiveAvgPool2d(1),
+                                                                       nn.Flatten()),
                          'Flatten': nn.Flatten, 'Softmax': lambda: nn.Softmax(dim=1)}
         module, pairs = parameterless[layer.name](), {}
     with torch.no_grad():
@@ -149,4 +157,5 @@ def test_network_matches_torch(head):
     assert_close(model.forward(x_test), expected, 'test-mode outputs')
     for number, (layer, (module, _)) in enumerate(zip(model.layers, twins)):
         if layer.name == 'BatchNormalization':
-            assert_close(layer.running_var, module.running_var, f"layer {number} running_var in test mode")
+            assert_close(layer.running_var, module.running_var,
+                         f"layer {number} running_var in test mode")
