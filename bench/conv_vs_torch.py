@@ -88,7 +88,8 @@ def numpy_cases(solution_path):
             layer.backward(grad)
         cases[name] = run
 
-    model = solution.Model(solution.CategoricalCrossentropy(), solution.SGDMomentum(lr=0.01, momentum=0.9))
+    model = solution.Model(solution.CategoricalCrossentropy(),
+                           solution.SGDMomentum(lr=0.01, momentum=0.9))
     shape = (3, 32, 32)
     for channels in CONV_CHANNELS:
         if channels == 'pool':

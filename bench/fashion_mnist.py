@@ -33,7 +33,8 @@ def load_fashion_mnist():
     missing = [name for name in FILES if not (DATA / name).is_file()]
     if missing:
         sys.exit(f"{DATA}/{missing[0]} is missing: apt-get install dataset-fashion-mnist")
-    train_images, train_labels, test_images, test_labels = (common.read_idx(DATA / name) for name in FILES)
+    train_images, train_labels, test_images, test_labels = (common.read_idx(DATA / name)
+                                                            for name in FILES)
     x_train, x_test = (np.repeat(np.pad(images[:, None], ((0, 0), (0, 0), (2, 2), (2, 2))), 3, axis=1)
                        for images in (train_images, test_images))
     x_train, x_test = common.standardize(x_train, x_test)
