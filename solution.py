@@ -206,18 +206,20 @@ def im2col(inputs, kernel_size, padding):
     """Images (n, C, H, W) -> columns (n, C*K*K, Ho*Wo), zero padded by `padding`.
 
     Row c*K*K + ki*K + kj, column ho*Wo + wo holds x_padded[:, c, ho + ki, wo + kj].
-    In memory the columns are one (C*K*K, n*Ho*Wo) matrix, so that Conv2D can
-    multiply the whole batch at once; the values do not depend on that.
     """
     # your code here \/
+    # In memory the batch is the innermost axis: padded images (C, Hp, Wp, n), columns
+    # (C*K*K, Ho*Wo*n). Each copy then moves whole rows of the batch (Wo*n values, not Wo),
+    # and Conv2D multiplies the columns of the whole batch at once. Only the values of the
+    # (n, C*K*K, Ho*Wo) result are the assignment's; its memory layout is free.
     n, channels, height, width = inputs.shape
     K = kernel_size
-    padded = np.zeros((channels, n, height + 2 * padding, width + 2 * padding), dtype=inputs.dtype)
-    padded[:, :, padding:padding + height, padding:padding + width] = inputs.transpose(1, 0, 2, 3)
-    windows = np.lib.stride_tricks.sliding_window_view(padded, (K, K), axis=(2, 3))
-    Ho, Wo = windows.shape[2:4]  # windows (C, n, Ho, Wo, K, K)
-    matrix = windows.transpose(0, 4, 5, 1, 2, 3).reshape(channels * K * K, n, Ho * Wo)
-    return matrix.transpose(1, 0, 2)
+    padded = np.zeros((channels, height + 2 * padding, width + 2 * padding, n), dtype=inputs.dtype)
+    padded[:, padding:padding + height, padding:padding + width] = inputs.transpose(1, 2, 3, 0)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (K, K), axis=(1, 2))
+    Ho, Wo = windows.shape[1:3]  # windows (C, Ho, Wo, n, K, K)
+    matrix = windows.transpose(0, 4, 5, 1, 2, 3).reshape(channels * K * K, Ho * Wo, n)
+    return matrix.transpose(2, 0, 1)
     # your code here /\
 
 
@@ -231,12 +233,12 @@ def col2im(cols, input_shape, kernel_size, padding):
     n, channels, height, width = input_shape
     K = kernel_size
     Ho, Wo = height + 2 * padding - K + 1, width + 2 * padding - K + 1
-    cols = cols.transpose(1, 0, 2).reshape(channels, K, K, n, Ho, Wo)
-    padded = np.zeros((channels, n, height + 2 * padding, width + 2 * padding), dtype=cols.dtype)
+    cols = cols.transpose(1, 2, 0).reshape(channels, K, K, Ho, Wo, n)
+    padded = np.zeros((channels, height + 2 * padding, width + 2 * padding, n), dtype=cols.dtype)
     for ki in range(K):
         for kj in range(K):
-            padded[:, :, ki:ki + Ho, kj:kj + Wo] += cols[:, ki, kj]
-    return padded[:, :, padding:padding + height, padding:padding + width].transpose(1, 0, 2, 3)
+            padded[:, ki:ki + Ho, kj:kj + Wo] += cols[:, ki, kj]
+    return padded[:, padding:padding + height, padding:padding + width].transpose(3, 0, 1, 2)
     # your code here /\
 
 
@@ -267,10 +269,10 @@ class Conv2D(Layer):
         # your code here \/
         D, Ho, Wo = self.output_shape
         cols = im2col(inputs, self.kernel_size, self.padding)  # (n, C*K*K, Ho*Wo)
-        self.input_matrix = cols.transpose(1, 0, 2).reshape(cols.shape[1], -1)  # (C*K*K, n*Ho*Wo)
+        self.input_matrix = cols.transpose(1, 2, 0).reshape(cols.shape[1], -1)  # (C*K*K, Ho*Wo*n)
         kernel_rows = self.kernels.reshape(D, -1)
-        outputs = kernel_rows @ self.input_matrix + self.biases[:, None]  # (D, n*Ho*Wo)
-        return outputs.reshape(D, len(inputs), Ho, Wo).transpose(1, 0, 2, 3)  # a view, no copy
+        outputs = kernel_rows @ self.input_matrix + self.biases[:, None]  # (D, Ho*Wo*n)
+        return outputs.reshape(D, Ho, Wo, len(inputs)).transpose(3, 0, 1, 2)  # a view, no copy
         # your code here /\
 
     def backward(self, grad_outputs):
@@ -281,12 +283,12 @@ class Conv2D(Layer):
         """
         # your code here \/
         n, D = grad_outputs.shape[:2]
-        grad_rows = grad_outputs.transpose(1, 0, 2, 3).reshape(D, -1)  # (D, n*Ho*Wo)
+        grad_rows = grad_outputs.transpose(1, 2, 3, 0).reshape(D, -1)  # (D, Ho*Wo*n)
         kernels_grad = (self.input_matrix @ grad_rows.T).T  # = grad_rows @ input_matrix.T, faster
         self.kernels_grad[...] = kernels_grad.reshape(self.kernels.shape) / n
         self.biases_grad[...] = np.sum(grad_rows, axis=1) / n
-        grad_matrix = self.kernels.reshape(D, -1).T @ grad_rows  # (C*K*K, n*Ho*Wo)
-        grad_cols = grad_matrix.reshape(len(grad_matrix), n, -1).transpose(1, 0, 2)
+        grad_matrix = self.kernels.reshape(D, -1).T @ grad_rows  # (C*K*K, Ho*Wo*n)
+        grad_cols = grad_matrix.reshape(len(grad_matrix), -1, n).transpose(2, 0, 1)
         return col2im(grad_cols, (n,) + self.input_shape, self.kernel_size, self.padding)
         # your code here /\
 
@@ -315,7 +317,7 @@ class MaxPooling2D(Layer):
         _, Ho, Wo = self.output_shape
         K = self.pool_size
         outputs = inputs[:, :, :Ho * K:K, :Wo * K:K]  # the top-left element of every window
-        self.argmax = np.zeros(outputs.shape, dtype=np.int16)  # ki * K + kj of the maximum
+        self.argmax = np.zeros_like(outputs, dtype=np.int16)  # ki * K + kj of each maximum
         for k in range(1, K * K):
             ki, kj = divmod(k, K)
             candidates = inputs[:, :, ki:Ho * K:K, kj:Wo * K:K]  # element (ki, kj) of every window
@@ -358,7 +360,9 @@ class GlobalAveragePooling(Layer):
         # your code here \/
         _, height, width = self.input_shape
         grad = grad_outputs[:, :, None, None] / (height * width)
-        return np.broadcast_to(grad, (len(grad_outputs),) + self.input_shape).copy()
+        grad_inputs = np.empty_like(self.forward_inputs, dtype=grad.dtype)  # laid out like inputs
+        grad_inputs[...] = grad
+        return grad_inputs
         # your code here /\
 
 

@@ -12,6 +12,9 @@ nothing); each figure is the median of --repeats runs after two warm-up runs.
 A layer gets its inputs and gradients in the memory layout the solution's own layers
 hand them over in a network (activations as its Conv2D outputs them), so that no
 layout conversion is timed that training would not do.
+Rows marked "matrix products alone" time only the three float32 matrix products an
+im2col convolution cannot avoid (forward, kernel gradient, column gradient) at the same
+shapes, and compare them with torch's whole layer or step: the floor of this design.
 Needs torch (pip install torch==2.13.0); without it only the numpy column is printed.
 """
 import argparse
@@ -39,6 +42,19 @@ LAYERS = {
 }
 STEP = 'training step, 5-conv BN net'
 CONV_CHANNELS = (32, 32, 'pool', 64, 64, 'pool', 128)
+PRODUCTS = ': matrix products alone'  # suffix of the floor rows; torch's figure is the row's own
+
+
+def step_convolutions():
+    """(C, D, H) of each 3x3 'same' convolution of the training step's net."""
+    convolutions, channels, size = [], 3, 32
+    for item in CONV_CHANNELS:
+        if item == 'pool':
+            size //= 2
+        else:
+            convolutions.append((channels, item, size))
+            channels = item
+    return convolutions
 
 
 def median_seconds(run, repeats):
@@ -66,6 +82,29 @@ def as_conv_outputs(solution, images):
     return conv(images)
 
 
+def matrix_products(convolutions):
+    """run() doing only the matrix products of im2col convolutions (C, D, H), K = 3:
+    kernels (D, 9C) @ columns (9C, N), columns @ dL/dy.T (the kernel gradient) and
+    kernels.T @ dL/dy (the column gradient), N = batch * H * H output positions,
+    written into preallocated arrays so that only the products are timed."""
+    import numpy as np
+    rng = np.random.default_rng(0)
+    operands = []
+    for C, D, H in convolutions:
+        kernels = rng.normal(size=(D, 9 * C)).astype(np.float32)
+        columns = rng.normal(size=(9 * C, BATCH * H * H)).astype(np.float32)
+        grad = rng.normal(size=(D, BATCH * H * H)).astype(np.float32)
+        outputs = (np.empty_like(grad), np.empty((9 * C, D), np.float32), np.empty_like(columns))
+        operands.append((kernels, columns, grad, outputs))
+
+    def run():
+        for kernels, columns, grad, (outputs, kernels_grad, columns_grad) in operands:
+            np.matmul(kernels, columns, out=outputs)
+            np.matmul(columns, grad.T, out=kernels_grad)
+            np.matmul(kernels.T, grad, out=columns_grad)
+    return run
+
+
 def numpy_cases(solution_path):
     """{name: run()} for the kit: each run() is one forward and one backward pass."""
     import numpy as np
@@ -87,6 +126,8 @@ def numpy_cases(solution_path):
             layer(x)
             layer.backward(grad)
         cases[name] = run
+        if layer_name == 'Conv2D':
+            cases[name + PRODUCTS] = matrix_products([(shape[0], args[0], shape[1])])
 
     model = solution.Model(solution.CategoricalCrossentropy(),
                            solution.SGDMomentum(lr=0.01, momentum=0.9))
@@ -103,6 +144,7 @@ def numpy_cases(solution_path):
     x = rng.normal(size=(BATCH,) + shape).astype(np.float32)
     y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, BATCH)]
     cases[STEP] = lambda: model.fit_batch(x, y)
+    cases[STEP + PRODUCTS] = matrix_products(step_convolutions())
     return cases
 
 
@@ -177,13 +219,13 @@ def main():
     kit, torch = measure('numpy', args), measure('torch', args)
     print(f"forward+backward, batch {BATCH}, float32, {args.threads} threads, "
           f"median of {args.repeats} runs (ms)")
-    print(f"{'':32} {'numpy':>8} {'torch':>8} {'ratio':>6}")
+    print(f"{'':54} {'numpy':>8} {'torch':>8} {'ratio':>6}")
     for name, seconds in kit.items():
         if torch is None:
-            print(f"{name:32} {1000 * seconds:8.1f} {'-':>8} {'-':>6}")
+            print(f"{name:54} {1000 * seconds:8.1f} {'-':>8} {'-':>6}")
         else:
-            print(f"{name:32} {1000 * seconds:8.1f} {1000 * torch[name]:8.1f} "
-                  f"{seconds / torch[name]:6.2f}")
+            peer = torch[name.removesuffix(PRODUCTS)]
+            print(f"{name:54} {1000 * seconds:8.1f} {1000 * peer:8.1f} {seconds / peer:6.2f}")
     if torch is None:
         print("torch is not installed: pip install torch==2.13.0 for the comparison")
 

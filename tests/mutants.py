@@ -91,11 +91,11 @@ MUTANTS = [
          'windows.transpose(0, 4, 5, 1, 2, 3)', 'windows.transpose(0, 5, 4, 1, 2, 3)',
          also=('conv',)),
     Edit('im2col', 'col2im overwrites overlapping windows instead of adding them',
-         'padded[:, :, ki:ki + Ho, kj:kj + Wo] += cols[:, ki, kj]',
-         'padded[:, :, ki:ki + Ho, kj:kj + Wo] = cols[:, ki, kj]', also=('conv',)),
+         'padded[:, ki:ki + Ho, kj:kj + Wo] += cols[:, ki, kj]',
+         'padded[:, ki:ki + Ho, kj:kj + Wo] = cols[:, ki, kj]', also=('conv',)),
     Edit('im2col', 'col2im keeps the padding',
-         'return padded[:, :, padding:padding + height, padding:padding + width]',
-         'return padded', also=('conv',)),
+         'return padded[:, padding:padding + height, padding:padding + width].transpose(3, 0, 1, 2)',
+         'return padded.transpose(3, 0, 1, 2)', also=('conv',)),
     Edit('conv', 'flipped kernel (a true convolution, not the cross-correlation)',
          'kernel_rows = self.kernels.reshape(D, -1)',
          'kernel_rows = self.kernels[:, :, ::-1, ::-1].reshape(D, -1)'),
@@ -265,36 +265,36 @@ VARIANTS = [
     Edit('im2col', "'same' padding as K // 2 (the same for odd K)",
          'return (kernel_size - 1) // 2', 'return kernel_size // 2'),
     Edit('im2col', 'im2col by fancy indexing with get_im2col_indices',
-         'padded = np.zeros((channels, n, height + 2 * padding, width + 2 * padding), dtype=inputs.dtype)\n'
-         '    padded[:, :, padding:padding + height, padding:padding + width] = inputs.transpose(1, 0, 2, 3)\n'
-         '    windows = np.lib.stride_tricks.sliding_window_view(padded, (K, K), axis=(2, 3))\n'
-         '    Ho, Wo = windows.shape[2:4]  # windows (C, n, Ho, Wo, K, K)\n'
-         '    matrix = windows.transpose(0, 4, 5, 1, 2, 3).reshape(channels * K * K, n, Ho * Wo)\n'
-         '    return matrix.transpose(1, 0, 2)',
+         'padded = np.zeros((channels, height + 2 * padding, width + 2 * padding, n), dtype=inputs.dtype)\n'
+         '    padded[:, padding:padding + height, padding:padding + width] = inputs.transpose(1, 2, 3, 0)\n'
+         '    windows = np.lib.stride_tricks.sliding_window_view(padded, (K, K), axis=(1, 2))\n'
+         '    Ho, Wo = windows.shape[1:3]  # windows (C, Ho, Wo, n, K, K)\n'
+         '    matrix = windows.transpose(0, 4, 5, 1, 2, 3).reshape(channels * K * K, Ho * Wo, n)\n'
+         '    return matrix.transpose(2, 0, 1)',
          'padded = np.pad(inputs, ((0, 0), (0, 0), (padding, padding), (padding, padding)))\n'
          '    k, i, j = get_im2col_indices(inputs.shape, K, padding)\n'
          '    return padded[:, k, i, j]'),
     Edit('im2col', 'col2im with np.add.at and get_im2col_indices',
-         'cols = cols.transpose(1, 0, 2).reshape(channels, K, K, n, Ho, Wo)\n'
-         '    padded = np.zeros((channels, n, height + 2 * padding, width + 2 * padding), dtype=cols.dtype)\n'
+         'cols = cols.transpose(1, 2, 0).reshape(channels, K, K, Ho, Wo, n)\n'
+         '    padded = np.zeros((channels, height + 2 * padding, width + 2 * padding, n), dtype=cols.dtype)\n'
          '    for ki in range(K):\n'
          '        for kj in range(K):\n'
-         '            padded[:, :, ki:ki + Ho, kj:kj + Wo] += cols[:, ki, kj]\n'
-         '    return padded[:, :, padding:padding + height, padding:padding + width].transpose(1, 0, 2, 3)',
+         '            padded[:, ki:ki + Ho, kj:kj + Wo] += cols[:, ki, kj]\n'
+         '    return padded[:, padding:padding + height, padding:padding + width].transpose(3, 0, 1, 2)',
          'padded = np.zeros((n, channels, height + 2 * padding, width + 2 * padding), dtype=cols.dtype)\n'
          '    k, i, j = get_im2col_indices(input_shape, K, padding)\n'
          '    np.add.at(padded, (slice(None), k, i, j), cols)\n'
          '    return padded[:, :, padding:padding + height, padding:padding + width]'),
     Edit('conv', 'computes in float32',
          'cols = im2col(inputs, self.kernel_size, self.padding)  # (n, C*K*K, Ho*Wo)\n'
-         '        self.input_matrix = cols.transpose(1, 0, 2).reshape(cols.shape[1], -1)  # (C*K*K, n*Ho*Wo)\n'
+         '        self.input_matrix = cols.transpose(1, 2, 0).reshape(cols.shape[1], -1)  # (C*K*K, Ho*Wo*n)\n'
          '        kernel_rows = self.kernels.reshape(D, -1)',
          'cols = im2col(inputs.astype(np.float32), self.kernel_size, self.padding)\n'
-         '        self.input_matrix = cols.transpose(1, 0, 2).reshape(cols.shape[1], -1)\n'
+         '        self.input_matrix = cols.transpose(1, 2, 0).reshape(cols.shape[1], -1)\n'
          '        kernel_rows = self.kernels.reshape(D, -1).astype(np.float32)'),
     Edit('conv', 'kernel gradient by a batched matmul of the (n, C*K*K, Ho*Wo) columns',
          'kernels_grad = (self.input_matrix @ grad_rows.T).T',
-         'cols = self.input_matrix.reshape(len(self.input_matrix), n, -1).transpose(1, 0, 2)\n'
+         'cols = self.input_matrix.reshape(len(self.input_matrix), -1, n).transpose(2, 0, 1)\n'
          '        kernels_grad = np.sum(grad_outputs.reshape(n, D, -1) @ cols.transpose(0, 2, 1), axis=0)'),
     Edit('maxpool', 'the last of tied maxima takes the gradient',
          '(candidates > outputs) * np.int16(k)', '(candidates >= outputs) * np.int16(k)'),
