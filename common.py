@@ -50,6 +50,15 @@ CIFAR10_FILES = {CIFAR10_ARCHIVE: 'c58f30108f718f92721af3b95e74349a'}
 CIFAR10_MIRRORS = ['https://www.cs.toronto.edu/~kriz/']
 CIFAR10_FOLDER = 'cifar-10-batches-py'
 CIFAR10_BATCHES = [f'data_batch_{number}' for number in range(1, 6)] + ['test_batch']
+CIFAR10_BINARY_FOLDER = 'cifar-10-batches-bin'  # the binary version, read when there is no python one
+CIFAR10_BINARY_FILES = {
+    'data_batch_1.bin': '5dd7e06a14cb22eb9f671a540d1b7c25',
+    'data_batch_2.bin': '5ea93a67294ea407fff1d09f752e9692',
+    'data_batch_3.bin': '942cd6a4bcdd0dd3c604fbe906cb4421',
+    'data_batch_4.bin': 'ae636b3ba5c66a11e91e8cb52e771fcb',
+    'data_batch_5.bin': '53f37980c15c3d472c316c40844f3f0d',
+    'test_batch.bin': '803d5f7f4d78ea53de84dbe85f74fb6d',
+}
 
 
 class DataUnavailable(Exception):
@@ -252,6 +261,21 @@ def read_cifar10_batch(path):
     return data.reshape(-1, 3, 32, 32), labels.astype(np.int64)
 
 
+def read_cifar10_binary_batch(path, md5):
+    """One batch of CIFAR-10's binary version -> (images (n, 3, 32, 32) uint8, labels (n,) int64).
+
+    Each record is a label byte followed by the 3072 bytes of the image's planes.
+    """
+    if not path.is_file():
+        raise DataUnavailable(f"{path.parent} has no file {path.name}: put all six batches "
+                              f"of CIFAR-10's binary version there")
+    if md5sum(path) != md5:
+        raise DataUnavailable(f"{path} is corrupted (its md5 is not {md5}): replace it with "
+                              f"the file of CIFAR-10's binary version")
+    records = np.fromfile(path, dtype=np.uint8).reshape(-1, 1 + 3072)
+    return records[:, 1:].reshape(-1, 3, 32, 32), records[:, 0].astype(np.int64)
+
+
 def load_cifar10_raw():
     """(train images (50000, 3, 32, 32), train labels, test images, test labels)."""
     return read_cifar10(data_dir())
@@ -261,18 +285,24 @@ def load_cifar10_raw():
 def read_cifar10(directory):
     """The CIFAR-10 arrays from directory/cifar-10-batches-py/; cached per directory.
 
-    Without that folder, extracts it from the archive, downloaded if missing.
+    Without that folder, reads directory/cifar-10-batches-bin/ if it is there,
+    or else extracts the python folder from the archive, downloaded if missing.
     """
-    folder = directory / CIFAR10_FOLDER
-    if not folder.exists():
-        try:
-            archive = fetch(CIFAR10_ARCHIVE, directory, CIFAR10_FILES[CIFAR10_ARCHIVE],
-                            CIFAR10_MIRRORS)
-        except DataUnavailable as error:
-            raise DataUnavailable(f"{error}, or put the folder {CIFAR10_FOLDER}/ extracted "
-                                  f"from it into {directory}/") from None
-        extract_folder(archive, directory, CIFAR10_FOLDER)
-    images, labels = zip(*(read_cifar10_batch(folder / name) for name in CIFAR10_BATCHES))
+    folder, binary_folder = directory / CIFAR10_FOLDER, directory / CIFAR10_BINARY_FOLDER
+    if not folder.exists() and binary_folder.is_dir():
+        batches = [read_cifar10_binary_batch(binary_folder / name, md5)
+                   for name, md5 in CIFAR10_BINARY_FILES.items()]
+    else:
+        if not folder.exists():
+            try:
+                archive = fetch(CIFAR10_ARCHIVE, directory, CIFAR10_FILES[CIFAR10_ARCHIVE],
+                                CIFAR10_MIRRORS)
+            except DataUnavailable as error:
+                raise DataUnavailable(f"{error}, or put the folder {CIFAR10_FOLDER}/ extracted "
+                                      f"from it into {directory}/") from None
+            extract_folder(archive, directory, CIFAR10_FOLDER)
+        batches = [read_cifar10_batch(folder / name) for name in CIFAR10_BATCHES]
+    images, labels = zip(*batches)
     return np.concatenate(images[:-1]), np.concatenate(labels[:-1]), images[-1], labels[-1]
 
 

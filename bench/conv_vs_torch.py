@@ -2,13 +2,15 @@
 """Times forward+backward of the kit's Conv2D, MaxPooling2D, BatchNormalization and one
 whole training step against torch CPU on the same shapes and threads, and prints the ratios.
 
-    python bench/conv_vs_torch.py [--threads 2] [--repeats 7] [--solution path/to/solution.py]
+    python bench/conv_vs_torch.py [--threads 2] [--repeats 5] [--rounds 3] [--solution PATH]
 
 Shapes are CIFAR-10's with batch 128, float32. The training step is the issue's 5-conv
 BatchNorm net (conv 32-32, pool, 64-64, pool, 128, global average pooling, dense 10)
 with softmax, cross-entropy and SGD with momentum. numpy and torch each run in a
 subprocess of their own (in one process their thread pools fight and the ratio means
-nothing); each figure is the median of --repeats runs after two warm-up runs.
+nothing). The two subprocesses take turns for --rounds rounds, so that a change in the
+machine's load hits both; each figure is the median over the rounds of the median of
+--repeats runs after two warm-up runs.
 A layer gets its inputs and gradients in the memory layout the solution's own layers
 hand them over in a network (activations as its Conv2D outputs them), so that no
 layout conversion is timed that training would not do.
@@ -207,18 +209,31 @@ def measure(engine, args):
     return json.loads(done.stdout.splitlines()[-1])
 
 
+def measure_in_turns(args):
+    """(numpy, torch) {name: seconds}, each the median over args.rounds subprocesses run in
+    turns; torch is None when not installed."""
+    runs = {'numpy': [], 'torch': []}
+    for _ in range(args.rounds):
+        for engine, results in runs.items():
+            results.append(measure(engine, args))
+    return tuple(None if None in results else
+                 {name: statistics.median(result[name] for result in results) for name in results[0]}
+                 for results in runs.values())
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--threads', type=int, default=os.cpu_count())
-    parser.add_argument('--repeats', type=int, default=7)
+    parser.add_argument('--repeats', type=int, default=5)
+    parser.add_argument('--rounds', type=int, default=3)
     parser.add_argument('--solution', default=str(KIT_DIR / 'solution.py'))
     parser.add_argument('--child', choices=('numpy', 'torch'), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return child(args.child, args.threads, args.repeats, args.solution)
-    kit, torch = measure('numpy', args), measure('torch', args)
+    kit, torch = measure_in_turns(args)
     print(f"forward+backward, batch {BATCH}, float32, {args.threads} threads, "
-          f"median of {args.repeats} runs (ms)")
+          f"median of {args.repeats} runs x {args.rounds} rounds (ms)")
     print(f"{'':54} {'numpy':>8} {'torch':>8} {'ratio':>6}")
     for name, seconds in kit.items():
         if torch is None:
