@@ -4,8 +4,9 @@
     apt-get install dataset-fashion-mnist     # Debian's package, /usr/share/datasets/fashion-mnist/
     python bench/fashion_mnist.py [--epochs 3] [--train-size 45000] [--solution path/to/solution.py]
 
-CIFAR-10 cannot be downloaded on the course's build machines, so this checks that the
-recipe of train_cifar10_model (layers, schedule, augmentation) learns real images:
+A second real dataset for the recipe of train_cifar10_model (layers, schedule,
+augmentation), besides CIFAR-10 itself (`./run.py unittest cifar`), and one that
+Debian packages for machines without internet:
 the 28x28 grey images are padded with zeros to 32x32, replicated to 3 channels and
 normalized per channel like CIFAR-10, then trained with the same function on
 --train-size images (45000, CIFAR-10's training split, by default) and 5000 for
