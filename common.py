@@ -299,7 +299,8 @@ def read_cifar10(directory):
                                 CIFAR10_MIRRORS)
             except DataUnavailable as error:
                 raise DataUnavailable(f"{error}, or put the folder {CIFAR10_FOLDER}/ extracted "
-                                      f"from it into {directory}/") from None
+                                      f"from it (or {CIFAR10_BINARY_FOLDER}/ of the binary "
+                                      f"version) into {directory}/") from None
             extract_folder(archive, directory, CIFAR10_FOLDER)
         batches = [read_cifar10_batch(folder / name) for name in CIFAR10_BATCHES]
     images, labels = zip(*batches)

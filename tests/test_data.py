@@ -341,7 +341,8 @@ def test_cifar10_missing_everywhere_says_what_to_put_where(server, monkeypatch, 
     assert '\n' not in message and '404' in message
     assert f"{data / 'cifar-10-python.tar.gz'} is missing" in message
     assert f"put it into {data}/" in message
-    assert f"or put the folder cifar-10-batches-py/ extracted from it into {data}/" in message
+    assert (f"or put the folder cifar-10-batches-py/ extracted from it (or cifar-10-batches-bin/ "
+            f"of the binary version) into {data}/") in message
     assert files_in(data) == []
 
 
