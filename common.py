@@ -50,7 +50,7 @@ CIFAR10_FILES = {CIFAR10_ARCHIVE: 'c58f30108f718f92721af3b95e74349a'}
 CIFAR10_MIRRORS = ['https://www.cs.toronto.edu/~kriz/']
 CIFAR10_FOLDER = 'cifar-10-batches-py'
 CIFAR10_BATCHES = [f'data_batch_{number}' for number in range(1, 6)] + ['test_batch']
-CIFAR10_BINARY_FOLDER = 'cifar-10-batches-bin'  # the binary version, read when there is no python one
+CIFAR10_BINARY_FOLDER = 'cifar-10-batches-bin'  # the binary version: read if there is no python one
 CIFAR10_BINARY_FILES = {
     'data_batch_1.bin': '5dd7e06a14cb22eb9f671a540d1b7c25',
     'data_batch_2.bin': '5ea93a67294ea407fff1d09f752e9692',

@@ -27,6 +27,14 @@ PHASES = ('im2col', 'forward product', 'kernel gradient', 'column gradient', 'co
 windows = np.lib.stride_tricks.sliding_window_view
 
 
+def column_products(kernels, grad, state):
+    """The three products for columns (C*K*K, positions): forward, kernel gradient (the
+    faster of its two orders) and column gradient."""
+    return (lambda: kernels @ state['columns'],
+            lambda: state['columns'] @ grad.T,
+            lambda: state.update(grad_columns=kernels.T @ grad))
+
+
 def batch_outer_phases(C, H, D):
     """The five phases with activations (C, n, H, W) and columns (C*K*K, n*Ho*Wo)."""
     x = np.random.randn(C, BATCH, H, H).astype(np.float32)
@@ -48,11 +56,7 @@ def batch_outer_phases(C, H, D):
                 padded[:, :, ki:ki + H, kj:kj + H] += grad_columns[:, ki, kj]
         return padded[:, :, P:P + H, P:P + H]
 
-    return (im2col,
-            lambda: kernels @ state['columns'],
-            lambda: state['columns'] @ grad.T,
-            lambda: state.update(grad_columns=kernels.T @ grad),
-            col2im)
+    return (im2col, *column_products(kernels, grad, state), col2im)
 
 
 def batch_innermost_phases(C, H, D):
@@ -76,11 +80,7 @@ def batch_innermost_phases(C, H, D):
                 padded[:, ki:ki + H, kj:kj + H] += grad_columns[:, ki, kj]
         return padded[:, P:P + H, P:P + H]
 
-    return (im2col,
-            lambda: kernels @ state['columns'],
-            lambda: state['columns'] @ grad.T,
-            lambda: state.update(grad_columns=kernels.T @ grad),
-            col2im)
+    return (im2col, *column_products(kernels, grad, state), col2im)
 
 
 def channels_last_phases(C, H, D):

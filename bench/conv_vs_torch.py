@@ -217,7 +217,8 @@ def measure_in_turns(args):
         for engine, results in runs.items():
             results.append(measure(engine, args))
     return tuple(None if None in results else
-                 {name: statistics.median(result[name] for result in results) for name in results[0]}
+                 {name: statistics.median(result[name] for result in results)
+                  for name in results[0]}
                  for results in runs.values())
 
 

@@ -374,26 +374,30 @@ def test_cifar10_refuses_archives_that_escape_the_folder(server, monkeypatch, da
 
 
 def binary_batches(cifar):
-    """{file name: body} of small_cifar's batches in CIFAR-10's binary format (label byte, planes)."""
-    return {f'{name}.bin': b''.join(bytes([label]) + planes.tobytes() for planes, label in zip(*batch))
+    """{file name: body} of small_cifar's batches in CIFAR-10's binary format: per image, its
+    label byte, then its planes."""
+    return {f'{name}.bin': b''.join(bytes([label]) + planes.tobytes()
+                                    for planes, label in zip(*batch))
             for name, batch in cifar.items()}
 
 
 def test_cifar10_reads_the_binary_version_checking_each_file(monkeypatch, data):
     cifar = small_cifar(6, per_batch=2)
     bodies = binary_batches(cifar)
-    monkeypatch.setattr(common, 'CIFAR10_BINARY_FILES', {name: md5(body) for name, body in bodies.items()})
-    (data / 'cifar-10-batches-bin').mkdir(parents=True)
+    monkeypatch.setattr(common, 'CIFAR10_BINARY_FILES',
+                        {name: md5(body) for name, body in bodies.items()})
+    folder = data / 'cifar-10-batches-bin'
+    folder.mkdir(parents=True)
     for name, body in bodies.items():
-        (data / 'cifar-10-batches-bin' / name).write_bytes(body)
+        (folder / name).write_bytes(body)
     for loaded, made in zip(common.load_cifar10_raw(), cifar_sets(cifar)):
         np.testing.assert_array_equal(loaded, made)
 
     common.read_cifar10.cache_clear()
-    (data / 'cifar-10-batches-bin' / 'data_batch_4.bin').write_bytes(bodies['data_batch_4.bin'][:-1])
+    (folder / 'data_batch_4.bin').write_bytes(bodies['data_batch_4.bin'][:-1])
     with pytest.raises(common.DataUnavailable, match=r'data_batch_4.bin is corrupted \(its md5'):
         common.load_cifar10()
-    (data / 'cifar-10-batches-bin' / 'data_batch_4.bin').unlink()
+    (folder / 'data_batch_4.bin').unlink()
     with pytest.raises(common.DataUnavailable, match='has no file data_batch_4.bin: put all six'):
         common.load_cifar10()
 
