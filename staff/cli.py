@@ -39,8 +39,7 @@ def main(argv):
     make.add_argument('--hidden', type=Path, metavar='DIR',
                       help="write the grader's hidden set into DIR instead (other random streams, "
                            "grown shapes); DIR must be outside tests/")
-    make.add_argument('--reference', type=Path, default=common.KIT_DIR / 'solution.py',
-                      help='the reference solution.py')
+    grader.add_reference_argument(make)
     make.set_defaults(run=make_fixtures)
     check = commands.add_parser('check-fixtures', help='validate fixture directories')
     validate.add_arguments(check)

@@ -118,6 +118,12 @@ def find_table(name):
         raise UsageError(str(error)) from None
 
 
+def add_reference_argument(parser):
+    """--reference FILE, the reference solution.py, for the commands that build from it."""
+    parser.add_argument('--reference', type=Path, default=common.KIT_DIR / 'solution.py',
+                        metavar='FILE', help='the reference solution.py')
+
+
 # ============================ Isolation probing =============================
 
 def describe_isolation(isolation):

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import common
 from staff.fixtures import directory_name, write_description
-from staff.grader import UsageError, find_table
+from staff.grader import UsageError, add_reference_argument, find_table
 from staff.points import STANDARD_TABLE, TABLES_DIR, load_table
 
 OPEN = '# your code here \\/'
@@ -358,8 +358,7 @@ def add_arguments(parser):
                              "'mnist' (5 points) or 'extended'; default standard")
     parser.add_argument('--out', type=Path, required=True, metavar='DIR',
                         help='where to write the kit (and DIR.zip beside it)')
-    parser.add_argument('--reference', type=Path, default=common.KIT_DIR / 'solution.py',
-                        metavar='FILE', help='the reference solution.py')
+    add_reference_argument(parser)
 
 
 def main(args):

@@ -18,7 +18,7 @@ import numpy as np
 
 import common
 from staff.fixtures import directory_name
-from staff.grader import UsageError, find_table
+from staff.grader import UsageError, add_reference_argument, find_table
 from staff.points import EXTENDED_TABLE
 
 PLAIN = (str, int, float, bool, type(None), slice)
@@ -195,8 +195,7 @@ def add_arguments(parser):
                         help="the points table they were made for: a CSV file, or the kit's "
                              "'standard', 'mnist' or 'extended' (default: extended, the table "
                              "of the public fixtures and the hidden sets)")
-    parser.add_argument('--reference', type=Path, default=common.KIT_DIR / 'solution.py',
-                        metavar='FILE', help='the reference solution.py')
+    add_reference_argument(parser)
 
 
 def main(args):
