@@ -105,7 +105,7 @@ def select_sections(table, only):
 
 
 def find_table(name):
-    """A points table by path, or by name among the kit's (standard, mnist)."""
+    """A points table by path, or by name among the kit's (staff/points/<name>.csv)."""
     path = Path(name)
     if not path.is_file() and (TABLES_DIR / f"{name}.csv").is_file():
         path = TABLES_DIR / f"{name}.csv"
@@ -118,9 +118,16 @@ def find_table(name):
         raise UsageError(str(error)) from None
 
 
+def existing_file(text):
+    """An argparse type: the path of a file that exists."""
+    if not Path(text).is_file():
+        raise argparse.ArgumentTypeError(f"{text}: no such file")
+    return Path(text)
+
+
 def add_reference_argument(parser):
     """--reference FILE, the reference solution.py, for the commands that build from it."""
-    parser.add_argument('--reference', type=Path, default=common.KIT_DIR / 'solution.py',
+    parser.add_argument('--reference', type=existing_file, default=common.KIT_DIR / 'solution.py',
                         metavar='FILE', help='the reference solution.py')
 
 

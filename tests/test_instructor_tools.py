@@ -243,6 +243,16 @@ def test_a_table_section_missing_from_the_reference_is_an_error(tmp_path):
         kit.make_template(REFERENCE.read_text(), load_table(table))
 
 
+@pytest.mark.parametrize('command', [('make-fixtures', '--out'), ('make-kit', '--out'),
+                                     ('check-fixtures',)])
+def test_a_missing_reference_is_a_usage_error(tmp_path, command):
+    result = run(*command, *([tmp_path / 'out'] if len(command) > 1 else []),
+                 '--reference', tmp_path / 'nope.py')
+    assert result.returncode == 2 and 'Traceback' not in result.stderr, result.stderr
+    assert result.stderr.splitlines()[-1].endswith(f"--reference: {tmp_path / 'nope.py'}: no such file")
+    assert not (tmp_path / 'out').exists()
+
+
 def test_make_kit_overwrites_nothing(kits):
     before = tree(kits['mnist'])
     result = run('make-kit', '--sections', 'mnist', '--out', kits['mnist'])
