@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 
 
-
 def read_only(array):
     """A read-only view of `array`: writing into it raises ValueError."""
     view = np.asarray(array).view()
