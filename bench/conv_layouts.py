@@ -27,60 +27,41 @@ PHASES = ('im2col', 'forward product', 'kernel gradient', 'column gradient', 'co
 windows = np.lib.stride_tricks.sliding_window_view
 
 
-def column_products(kernels, grad, state):
-    """The three products for columns (C*K*K, positions): forward, kernel gradient (the
-    faster of its two orders) and column gradient."""
-    return (lambda: kernels @ state['columns'],
-            lambda: state['columns'] @ grad.T,
-            lambda: state.update(grad_columns=kernels.T @ grad))
+def column_layout_phases(C, H, D, batch_innermost):
+    """The five phases with columns (C*K*K, positions): activations (C, n, H, W) and
+    positions (n, Ho, Wo), or with batch_innermost (C, H, W, n) and (Ho, Wo, n)."""
+    def images(size):  # the shape of activations of size x size pixels
+        return (C, size, size, BATCH) if batch_innermost else (C, BATCH, size, size)
 
+    def pixels(rows, columns):  # the index of those rows and columns of every image
+        return (slice(None), rows, columns) if batch_innermost else (
+            slice(None), slice(None), rows, columns)
 
-def batch_outer_phases(C, H, D):
-    """The five phases with activations (C, n, H, W) and columns (C*K*K, n*Ho*Wo)."""
-    x = np.random.randn(C, BATCH, H, H).astype(np.float32)
+    x = np.random.randn(*images(H)).astype(np.float32)
     kernels = np.random.randn(D, C * K * K).astype(np.float32)
     grad = np.random.randn(D, BATCH * H * H).astype(np.float32)
+    inside = pixels(slice(P, P + H), slice(P, P + H))
     state = {}
 
     def im2col():
-        padded = np.zeros((C, BATCH, H + 2 * P, H + 2 * P), np.float32)
-        padded[:, :, P:P + H, P:P + H] = x
-        patches = windows(padded, (K, K), axis=(2, 3))  # (C, n, Ho, Wo, K, K)
+        padded = np.zeros(images(H + 2 * P), np.float32)
+        padded[inside] = x
+        patches = windows(padded, (K, K), axis=(1, 2) if batch_innermost else (2, 3))
         state['columns'] = patches.transpose(0, 4, 5, 1, 2, 3).reshape(C * K * K, -1)
 
     def col2im():
-        grad_columns = state['grad_columns'].reshape(C, K, K, BATCH, H, H)
-        padded = np.zeros((C, BATCH, H + 2 * P, H + 2 * P), np.float32)
+        grad_columns = state['grad_columns'].reshape(C, K, K, *images(H)[1:])
+        padded = np.zeros(images(H + 2 * P), np.float32)
         for ki in range(K):
             for kj in range(K):
-                padded[:, :, ki:ki + H, kj:kj + H] += grad_columns[:, ki, kj]
-        return padded[:, :, P:P + H, P:P + H]
+                padded[pixels(slice(ki, ki + H), slice(kj, kj + H))] += grad_columns[:, ki, kj]
+        return padded[inside]
 
-    return (im2col, *column_products(kernels, grad, state), col2im)
-
-
-def batch_innermost_phases(C, H, D):
-    """The five phases with activations (C, H, W, n) and columns (C*K*K, Ho*Wo*n)."""
-    x = np.random.randn(C, H, H, BATCH).astype(np.float32)
-    kernels = np.random.randn(D, C * K * K).astype(np.float32)
-    grad = np.random.randn(D, H * H * BATCH).astype(np.float32)
-    state = {}
-
-    def im2col():
-        padded = np.zeros((C, H + 2 * P, H + 2 * P, BATCH), np.float32)
-        padded[:, P:P + H, P:P + H] = x
-        patches = windows(padded, (K, K), axis=(1, 2))  # (C, Ho, Wo, n, K, K)
-        state['columns'] = patches.transpose(0, 4, 5, 1, 2, 3).reshape(C * K * K, -1)
-
-    def col2im():
-        grad_columns = state['grad_columns'].reshape(C, K, K, H, H, BATCH)
-        padded = np.zeros((C, H + 2 * P, H + 2 * P, BATCH), np.float32)
-        for ki in range(K):
-            for kj in range(K):
-                padded[:, ki:ki + H, kj:kj + H] += grad_columns[:, ki, kj]
-        return padded[:, P:P + H, P:P + H]
-
-    return (im2col, *column_products(kernels, grad, state), col2im)
+    return (im2col,
+            lambda: kernels @ state['columns'],
+            lambda: state['columns'] @ grad.T,  # the faster order of the kernel gradient
+            lambda: state.update(grad_columns=kernels.T @ grad),
+            col2im)
 
 
 def channels_last_phases(C, H, D):
@@ -132,8 +113,8 @@ def main():
     for C, H, D in SHAPES:
         title = f"{C}->{D} channels, {H}x{H}"
         print(f"\n{title:36}" + ''.join(f"{p:>16}" for p in PHASES) + f"{'total':>8}")
-        layouts = {'batch-outer': batch_outer_phases(C, H, D),
-                   'batch-innermost': batch_innermost_phases(C, H, D),
+        layouts = {'batch-outer': column_layout_phases(C, H, D, batch_innermost=False),
+                   'batch-innermost': column_layout_phases(C, H, D, batch_innermost=True),
                    'channels-last': channels_last_phases(C, H, D)}
         for name, phases in layouts.items():
             medians = phase_medians(phases, args.repeats)
