@@ -220,8 +220,9 @@ def student_readme(table, written, fixtures, mnist_size):
     cifar = any(case['dataset'] == 'cifar10' for case in trained.values())
     cifar_text = ("CIFAR-10 (163 MiB) is downloaded into `data/` the first time a command needs "
                   "it; without a network, put the folder `cifar-10-batches-py/` from "
-                  "`cifar-10-python.tar.gz` into `data/`. Until then the `cifar` test says NOT "
-                  "AVAILABLE.\n" if cifar else '')
+                  "`cifar-10-python.tar.gz` (or `cifar-10-batches-bin/` of the binary version) "
+                  "into `data/`. Until then the `cifar` test says NOT AVAILABLE.\n"
+                  if cifar else '')
     return f"""# Neural networks in numpy: assignment kit ({table.max_total:g} points)
 
 You write the parts of `solution.py` between the markers `# your code here \\/` and
