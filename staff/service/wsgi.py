@@ -1,0 +1,8 @@
+"""The WSGI application that waitress serves."""
+import os
+
+os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'staff.service.settings')
+
+from django.core.wsgi import get_wsgi_application  # noqa: E402
+
+application = get_wsgi_application()
