@@ -1,0 +1,135 @@
+"""The dispatcher: claims runs from the queue and has the engine grade them.
+
+It heartbeats the lease of every run it holds, records each finished
+section under the run's current attempt, and gives a run back to the queue
+when its worker dies (the next attempt) or when the dispatcher is told to
+stop (SIGTERM or SIGINT: it stops within seconds, and the running sections
+go back to the queue without counting as failures). Leases that ran out
+(a killed dispatcher's) go back to the queue with the next attempt.
+
+A training run gets the machine alone: nothing else starts while it runs,
+and it waits for the runs before it to finish.
+"""
+import os
+import signal
+import socket
+import time
+import uuid
+from pathlib import Path
+
+from django.db import close_old_connections
+from django.utils import timezone
+
+from staff.service import engine, grading, queue, rules
+from staff.service.models import Dispatcher as DispatcherRow
+
+POLL = 0.25           # seconds between looks at the workers and the queue
+HOUSEKEEPING = 5.0    # seconds between looks for expired leases and passed deadlines
+
+
+class Active:
+    """A run this dispatcher holds, and its worker (None while it waits for the machine)."""
+
+    def __init__(self, run):
+        self.run, self.handle, self.beat = run, None, time.monotonic()
+
+
+class Dispatcher:
+    def __init__(self, config, name=None):
+        self.config = config
+        self.slots = config.slots or len(os.sched_getaffinity(0))
+        self.engine = engine.LocalEngine(self.slots)
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.active, self.stopping, self.housekept = [], False, 0.0
+
+    def stop(self, *_):
+        self.stopping = True
+
+    def serve(self):
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+        now = timezone.now()
+        DispatcherRow.objects.update_or_create(name=self.name, defaults=dict(
+            slots=self.slots, started_at=now, last_seen=now))
+        print(f"dispatcher {self.name}: {self.slots} slots", flush=True)
+        try:
+            while not self.stopping:
+                self.step()
+                time.sleep(POLL)
+        finally:
+            self.shutdown()
+
+    def step(self):
+        close_old_connections()
+        if time.monotonic() - self.housekept > HOUSEKEEPING:
+            queue.requeue_expired(self.config.max_failures)
+            rules.queue_final_training(self.config)
+            DispatcherRow.objects.filter(name=self.name).update(
+                last_seen=timezone.now(), running=len(self.active))
+            self.housekept = time.monotonic()
+        self.claim()
+        for active in list(self.active):
+            self.tend(active)
+
+    def claim(self):
+        while (len(self.active) < self.slots and not any(a.run.training for a in self.active)
+               and (run := queue.claim(self.name, self.config.lease))):
+            self.active.append(Active(run))
+            if not run.training:
+                break  # one claim per step keeps the queue fair between dispatchers
+
+    def start(self, active):
+        run = active.run
+        if run.training and len(self.active) > 1:
+            return  # a training run waits for the machine to itself
+        submission = self.config.data / run.submission.path
+        todo = [number for number in run.sections if number not in run.partial]
+        active.handle = self.engine.submit(submission, todo)
+
+    def tend(self, active):
+        run = active.run
+        if active.handle is None:
+            self.start(active)
+        if time.monotonic() - active.beat > self.config.heartbeat:
+            active.beat = time.monotonic()
+            if not queue.heartbeat(run.id, run.attempt, self.name, self.config.lease):
+                self.drop(active)  # someone took it over: our result would be dropped anyway
+                return
+        if active.handle is None:
+            return
+        for number, result in active.handle.updates():
+            if not queue.record_section(run.id, run.attempt, self.name, number, result):
+                self.drop(active)
+                return
+        if active.handle.done():
+            self.active.remove(active)
+            try:
+                result = active.handle.result()
+            except engine.WorkerLost as error:
+                print(f"{run}: {error}; attempt {run.attempt} goes back to the queue", flush=True)
+                queue.requeue(run.id, run.attempt, self.name, True, self.config.max_failures)
+                return
+            queue.finish(run.id, run.attempt, self.name, result['grader'])
+
+    def drop(self, active):
+        if active.handle:
+            active.handle.cancel()
+        self.active.remove(active)
+
+    def shutdown(self):
+        """Cancels every worker and gives their runs back (not as failures)."""
+        for active in list(self.active):
+            if active.handle:
+                active.handle.cancel()
+            queue.requeue(active.run.id, active.run.attempt, self.name, False,
+                          self.config.max_failures)
+        self.active.clear()
+        DispatcherRow.objects.filter(name=self.name).delete()
+        print(f"dispatcher {self.name}: stopped, running sections re-queued", flush=True)
+
+
+def main(config):
+    grading.sections(config)  # a bad points table stops here, not in every worker
+    Path(config.data).mkdir(parents=True, exist_ok=True)
+    Dispatcher(config).serve()
+    return 0

@@ -1,0 +1,86 @@
+"""The service's one seam to the grader (staff/grader.py): which sections there
+are, and grading some sections of one submission in a worker process.
+
+    python -m staff.service.grading SUBMISSION SECTION...
+
+prints one JSON line describing the grader ({"grader": ...}), then one line
+per graded section ({"section": number, "result": ...}), in order. A section
+after one whose verdict is 'import failed' gets that verdict without running,
+as ./run.py grade does. The worker reads the course's config from the
+environment (staff/service/config.py) and hides the service's data directory
+from the sandbox.
+"""
+import json
+import sys
+from functools import cache
+
+import common
+from staff import grader
+from staff.sandbox import Limits
+from staff.service import config as course
+
+
+@cache
+def table(points):
+    return grader.find_table(points)
+
+
+@cache
+def training_tests():
+    """The tests whose fixtures train a model (mnist, cifar): they run on request only."""
+    return {test for test, fixture in common.find_fixtures().items()
+            if any(entry['kind'] == 'training' for entry in fixture.cases)}
+
+
+def sections(config):
+    """The course's sections (staff.points.Section), in the table's order."""
+    return table(config.points).sections
+
+
+def split_sections(config):
+    """(ordinary section numbers, training section numbers)."""
+    ordinary, training = [], []
+    for section in sections(config):
+        (training if set(section.tests) & training_tests() else ordinary).append(section.number)
+    return ordinary, training
+
+
+def make_grader(config, numbers):
+    limits = Limits(wall=config.time, cpu=config.time, memory=grader.parse_size(config.memory),
+                    threads=config.threads)
+    return grader.Grader(table(config.points), ','.join(numbers), config.hidden, limits,
+                         config.training_time, grader.parse_size(config.training_memory),
+                         None, config.isolation, private=[config.data])
+
+
+def grade(config, submission, numbers, emit):
+    """Grades the sections `numbers` of one submission, emitting each result as it comes."""
+    worker = make_grader(config, numbers)
+    emit({'grader': {'isolation': worker.description, 'limits': worker.limit_descriptions()}})
+    import_failure = None
+    for plan in worker.plans:
+        if plan.unavailable:
+            result = grader.SectionResult(plan.section, 'not available', plan.unavailable)
+        elif import_failure:
+            result = grader.SectionResult(plan.section, 'import failed', import_failure.message,
+                                          details=import_failure.details)
+        else:
+            result = worker.grade_section(plan, submission)
+            if result.verdict == 'import failed':
+                import_failure = result
+        emit({'section': plan.section.number, 'result': result.to_json()})
+
+
+def emit_line(message):
+    sys.stdout.write(json.dumps(message) + '\n')
+    sys.stdout.flush()
+
+
+def main(argv):
+    submission, *numbers = argv
+    grade(course.from_environment(), submission, numbers, emit_line)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv[1:]))
