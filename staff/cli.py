@@ -5,6 +5,7 @@ from pathlib import Path
 
 import common
 from staff import fixtures, grader, kit, validate
+from staff.service import serve
 
 
 def make_fixtures(args):
@@ -50,5 +51,8 @@ def main(argv):
     grade = commands.add_parser('grade', help='grade submitted solution.py files in a sandbox')
     grader.add_arguments(grade)
     grade.set_defaults(run=grader.main)
+    service = commands.add_parser('serve', help='the checking service: web server, dispatcher, workers')
+    serve.add_arguments(service)
+    service.set_defaults(run=serve.main)
     args = parser.parse_args(argv)
     return args.run(args)

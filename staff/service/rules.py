@@ -24,12 +24,16 @@ def extension(user):
     return profile.extension_hours if profile else 0
 
 
+def too_big(size):
+    return f"the file has {size} bytes; solution.py may have at most {MAX_BYTES} (1 MiB)"
+
+
 def check_source(data):
     """The text of an uploaded solution.py, or Refused with the reason."""
     if not data:
         raise Refused("the file is empty: upload your solution.py")
     if len(data) > MAX_BYTES:
-        raise Refused(f"the file has {len(data)} bytes; solution.py may have at most {MAX_BYTES} (1 MiB)")
+        raise Refused(too_big(len(data)))
     try:
         text = data.decode('utf-8')
     except UnicodeDecodeError as error:

@@ -1,3 +1,20 @@
+from django.contrib import admin
 from django.urls import path
 
-urlpatterns = []
+from staff.service import views
+
+urlpatterns = [
+    path('', views.home, name='home'),
+    path('login/', views.login_view, name='login'),
+    path('logout/', views.logout_view, name='logout'),
+    path('password/', views.password_view, name='password'),
+    path('submissions/<int:submission_id>/', views.submission_view, name='submission'),
+    path('submissions/<int:submission_id>/solution.py', views.submission_file, name='file'),
+    path('submissions/<int:submission_id>/training', views.request_training, name='training'),
+    path('ta/', views.gradebook, name='gradebook'),
+    path('ta/gradebook.csv', views.gradebook_csv, name='gradebook_csv'),
+    path('ta/students/<str:username>/', views.student_view, name='student'),
+    path('ta/rejudge', views.rejudge, name='rejudge'),
+    path('ta/queue/', views.queue_view, name='queue'),
+    path('admin/', admin.site.urls),
+]
