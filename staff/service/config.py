@@ -13,13 +13,15 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import common
+import datasets
+from staff.cli import UsageError
 from staff.points import STANDARD_TABLE
 
 CONFIG_ENV, DATA_ENV = 'NN_SERVICE_CONFIG', 'NN_SERVICE_DATA'
 DEFAULT_DATA = Path('service-data')
 
 
-class ConfigError(Exception):
+class ConfigError(UsageError):
     """A bad course.toml: the message names the key."""
 
 
@@ -145,7 +147,7 @@ def load(path=None, data=None):
 def check_data_directory(data):
     """The data directory holds every student's submission: a sandboxed
     submission must not see it, so it may not sit where the sandbox looks."""
-    visible = [common.data_dir().resolve(), common.TESTS_DIR]
+    visible = [datasets.data_dir().resolve(), common.TESTS_DIR]
     if any(data == path or path in data.parents for path in visible):
         raise ConfigError(f"--data {data}: inside {', '.join(map(str, visible))}, which "
                           f"submissions can read; choose another directory")

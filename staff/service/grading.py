@@ -4,9 +4,8 @@ are, and grading some sections of one submission in a worker process.
     python -m staff.service.grading SUBMISSION SECTION...
 
 prints one JSON line describing the grader ({"grader": ...}), then one line
-per graded section ({"section": number, "result": ...}), in order. A section
-after one whose verdict is 'import failed' gets that verdict without running,
-as ./run.py grade does. The worker reads the course's config from the
+per graded section ({"section": number, "result": ...}), in order, as
+./run.py grade grades them (Grader.section_results). The worker reads the course's config from the
 environment (staff/service/config.py) and hides the service's data directory
 from the sandbox.
 """
@@ -15,21 +14,20 @@ import sys
 from functools import cache
 
 import common
-from staff import grader
+from staff import cli, grader
 from staff.sandbox import Limits
 from staff.service import config as course
 
 
 @cache
 def table(points):
-    return grader.find_table(points)
+    return cli.find_table(points)
 
 
 @cache
 def training_tests():
     """The tests whose fixtures train a model (mnist, cifar): they run on request only."""
-    return {test for test, fixture in common.find_fixtures().items()
-            if any(entry['kind'] == 'training' for entry in fixture.cases)}
+    return {test for test, fixture in common.find_fixtures().items() if fixture.is_training}
 
 
 def sections(config):
@@ -46,10 +44,10 @@ def split_sections(config):
 
 
 def make_grader(config, numbers):
-    limits = Limits(wall=config.time, cpu=config.time, memory=grader.parse_size(config.memory),
+    limits = Limits(wall=config.time, cpu=config.time, memory=cli.parse_size(config.memory),
                     threads=config.threads)
     return grader.Grader(table(config.points), ','.join(numbers), config.hidden, limits,
-                         config.training_time, grader.parse_size(config.training_memory),
+                         config.training_time, cli.parse_size(config.training_memory),
                          None, config.isolation, private=[config.data])
 
 
@@ -57,18 +55,8 @@ def grade(config, submission, numbers, emit):
     """Grades the sections `numbers` of one submission, emitting each result as it comes."""
     worker = make_grader(config, numbers)
     emit({'grader': {'isolation': worker.description, 'limits': worker.limit_descriptions()}})
-    import_failure = None
-    for plan in worker.plans:
-        if plan.unavailable:
-            result = grader.SectionResult(plan.section, 'not available', plan.unavailable)
-        elif import_failure:
-            result = grader.SectionResult(plan.section, 'import failed', import_failure.message,
-                                          details=import_failure.details)
-        else:
-            result = worker.grade_section(plan, submission)
-            if result.verdict == 'import failed':
-                import_failure = result
-        emit({'section': plan.section.number, 'result': result.to_json()})
+    for result in worker.section_results(submission):
+        emit({'section': result.section.number, 'result': result.to_json()})
 
 
 def emit_line(message):

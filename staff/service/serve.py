@@ -131,11 +131,7 @@ def stop(children):
 
 
 def main(args):
-    try:
-        config = setup(args)
-    except course.ConfigError as error:
-        print(f"./run.py serve: {error}", file=sys.stderr)
-        return 2
+    config = setup(args)
     if args.process == 'manage':
         from django.core.management import execute_from_command_line
         execute_from_command_line(['./run.py serve manage', *args.arguments])
