@@ -14,6 +14,7 @@ The default points table holds three quick sections (ReLU, Softmax, Dense);
 import argparse
 import csv
 import http.cookiejar
+import io
 import json
 import signal
 import socket
@@ -117,7 +118,7 @@ def main():
     table = args.table or root / 'table.csv'
     if not args.table:
         table.write_text(TABLE)
-    sections = [row['section'] for row in csv.DictReader(open(table))]
+    sections = [row['section'] for row in csv.DictReader(io.StringIO(table.read_text()))]
     per_student = -(-args.uploads // args.students)
     (root / 'course.toml').write_text(f'[course]\npoints = "{table}"\n[limits]\ntime = 30\n'
                                       f'[quotas]\nuploads_per_hour = {per_student}\n')
@@ -130,9 +131,11 @@ def main():
         f"{name},Student {name},{name}@example.org\n" for name in names))
     subprocess.run([*serve, 'manage', 'import_roster', str(root / 'roster.csv'),
                     str(root / 'passwords.csv')], check=True, stdout=subprocess.DEVNULL)
-    passwords = {row['student_id']: row['password'] for row in csv.DictReader(open(root / 'passwords.csv'))}
-    log = open(root / 'service.log', 'w')
-    processes = [subprocess.Popen([*serve, name], stdout=log, stderr=log) for name in ('web', 'dispatcher')]
+    passwords = {row['student_id']: row['password']
+                 for row in csv.DictReader(io.StringIO((root / 'passwords.csv').read_text()))}
+    with open(root / 'service.log', 'w') as log:
+        processes = [subprocess.Popen([*serve, name], stdout=log, stderr=log)
+                     for name in ('web', 'dispatcher')]
     try:
         wait_for_port(port)
         with ThreadPoolExecutor(8) as pool:

@@ -23,7 +23,7 @@ import pytest
 pytest.importorskip('django', reason='the checking service needs staff/service/requirements.txt')
 playwright = pytest.importorskip('playwright.sync_api', reason='pip install playwright')
 
-from tests.mutants import MUTANTS  # noqa: E402
+from tests.mutants import MUTANTS
 
 KIT = Path(__file__).resolve().parent.parent
 CHROMIUM = '/usr/bin/chromium'
@@ -94,9 +94,9 @@ class Service:
         return result.stdout
 
     def start(self, name):
-        log = open(self.logs / f"{name}.log", 'a')
-        self.processes[name] = subprocess.Popen(self.command(name), stdout=log, stderr=log,
-                                                stdin=subprocess.DEVNULL)
+        with open(self.logs / f"{name}.log", 'a') as log:
+            self.processes[name] = subprocess.Popen(self.command(name), stdout=log, stderr=log,
+                                                    stdin=subprocess.DEVNULL)
         if name == 'web':
             wait_for(lambda: port_open(self.port), 60, 'the web server to listen')
         else:
@@ -161,7 +161,7 @@ def service(tmp_path_factory):
                                                   str(root / 'passwords.csv'))
     service.manage('import_roster', '--staff', str(root / 'tas.csv'), str(root / 'ta-passwords.csv'))
     service.passwords = {row['student_id']: row['password'] for path in ('passwords.csv', 'ta-passwords.csv')
-                         for row in csv.DictReader(open(root / path))}
+                         for row in csv.DictReader(io.StringIO((root / path).read_text()))}
     yield service
     service.stop_all()
 

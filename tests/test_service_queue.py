@@ -16,12 +16,12 @@ from tests import service_django
 
 DATA = service_django.setup()
 
-from django.contrib.auth.models import User  # noqa: E402
-from django.db import connection, connections  # noqa: E402
-from django.utils import timezone  # noqa: E402
+from django.contrib.auth.models import User
+from django.db import connection, connections
+from django.utils import timezone
 
-from staff.service import queue  # noqa: E402
-from staff.service.models import Run, Submission  # noqa: E402
+from staff.service import queue
+from staff.service.models import Run, Submission
 
 KIT = Path(__file__).resolve().parent.parent
 LEASE = 30
@@ -125,7 +125,7 @@ def test_concurrent_dispatchers_claim_each_run_once():
             while run := queue.claim(name, LEASE):
                 claimed.append(run.id)
                 assert queue.finish(run.id, run.attempt, name, {})
-        except Exception as error:  # shown by the assertion below
+        except Exception as error:  # noqa: BLE001 (shown by the assertion below)
             errors.append(error)
         finally:
             connections.close_all()
@@ -153,13 +153,14 @@ def test_sqlite_runs_in_wal_mode_with_immediate_transactions():
 def test_queue_on_postgres():
     """The tests above on PostgreSQL (Debian's, started by ci_postgres.sh)."""
     script = KIT / 'staff' / 'service' / 'ci_postgres.sh'
-    started = subprocess.run(['bash', str(script)], capture_output=True, text=True, timeout=120)
+    started = subprocess.run(['bash', str(script)], capture_output=True, text=True, timeout=120,
+                             check=False)
     if started.returncode == 3:
         pytest.skip(started.stderr.strip())
     assert started.returncode == 0, started.stderr
     url = started.stdout.strip().splitlines()[-1]
     result = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider',
                              __file__], cwd=KIT, env={**os.environ, 'DATABASE_URL': url},
-                            capture_output=True, text=True, timeout=300)
+                            capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert ' passed' in result.stdout and 'failed' not in result.stdout

@@ -49,8 +49,8 @@ class Dispatcher:
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
         now = timezone.now()
-        DispatcherRow.objects.update_or_create(name=self.name, defaults=dict(
-            slots=self.slots, started_at=now, last_seen=now))
+        DispatcherRow.objects.update_or_create(name=self.name, defaults={
+            'slots': self.slots, 'started_at': now, 'last_seen': now})
         print(f"dispatcher {self.name}: {self.slots} slots", flush=True)
         try:
             while not self.stopping:

@@ -35,7 +35,8 @@ class Handle:
         self.process = subprocess.Popen(
             [sys.executable, '-m', 'staff.service.grading', str(submission), *self.sections],
             cwd=common.KIT_DIR, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            start_new_session=True, preexec_fn=die_with_parent)
+            start_new_session=True,
+            preexec_fn=die_with_parent)  # noqa: PLW1509 (the dispatcher runs one thread)
         os.set_blocking(self.process.stdout.fileno(), False)
         self.buffer, self.grader, self.results = b'', None, {}
 

@@ -31,7 +31,7 @@ class Submission(models.Model):
     final_training_queued = models.BooleanField(default=False)
 
     class Meta:
-        ordering = ['-submitted_at', '-id']
+        ordering = ('-submitted_at', '-id')
 
     def __str__(self):
         return f"#{self.id} of {self.student.username}"
@@ -65,7 +65,7 @@ class Run(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        indexes = [models.Index(fields=['state', 'priority', 'id'])]
+        indexes = (models.Index(fields=['state', 'priority', 'id']),)
 
     def __str__(self):
         return f"run {self.id} ({', '.join(self.sections)}) of submission {self.submission_id}"
