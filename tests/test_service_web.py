@@ -205,3 +205,18 @@ def test_gradebook_csv_and_rejudge(config):
     assert Run.objects.filter(state=Run.QUEUED, submission=new).count() == 2
     page = ta_client.get('/ta/queue/').content.decode()
     assert 'No dispatcher is running' in page and '<td id="queued">3</td>' in page
+
+
+def test_the_readme_example_config_loads_and_bad_keys_are_named(tmp_path):
+    readme = (KIT / 'README.md').read_text()
+    example = readme.split('```toml\n', 1)[1].split('```', 1)[0]
+    (tmp_path / 'course.toml').write_text(example)
+    loaded = course.load(tmp_path / 'course.toml', tmp_path / 'data')
+    assert loaded == replace(course.load(None, tmp_path / 'data'), path=tmp_path / 'course.toml')
+    (tmp_path / 'course.toml').write_text(example.replace('# soft =', 'soft ='))
+    assert course.load(tmp_path / 'course.toml', tmp_path / 'data').soft_deadline.hour == 23
+    (tmp_path / 'bad.toml').write_text('[limits]\ntimeout = 5\n')
+    with pytest.raises(course.ConfigError, match='unknown key limits.timeout'):
+        course.load(tmp_path / 'bad.toml', tmp_path / 'data')
+    with pytest.raises(course.ConfigError, match='which submissions can read'):
+        course.load(None, KIT / 'tests' / 'service-data')

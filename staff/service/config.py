@@ -7,7 +7,7 @@ points table, the limits and the deadlines.
 import os
 import secrets
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -15,7 +15,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import common
 import datasets
 from staff.cli import UsageError
-from staff.points import STANDARD_TABLE
 
 CONFIG_ENV, DATA_ENV = 'NN_SERVICE_CONFIG', 'NN_SERVICE_DATA'
 DEFAULT_DATA = Path('service-data')
@@ -28,7 +27,7 @@ class ConfigError(UsageError):
 @dataclass(frozen=True)
 class Config:
     data: Path                       # submissions/, the SQLite database, the secret key
-    points: str = str(STANDARD_TABLE)
+    points: str = 'standard'         # a points table's name in staff/points/, or a CSV path
     hidden: str | None = None        # the hidden fixture set
     isolation: str = 'auto'
     gradebook: str = 'last'          # 'last' on-time submission, or 'best'
@@ -52,7 +51,6 @@ class Config:
     heartbeat: float = 10.0
     max_failures: int = 3            # lost attempts (killed worker, expired lease) before 'error'
     path: Path | None = None         # the TOML file, if any
-    extra: dict = field(default_factory=dict)
 
     @property
     def submissions_dir(self):
