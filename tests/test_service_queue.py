@@ -69,6 +69,15 @@ def test_finish_records_the_result_once():
         'sections': {'2.1.1': {'verdict': 'passed'}, '2.1.2': {'verdict': 'failed'}}}
 
 
+def test_finish_adds_the_sections_the_worker_reported_last():
+    run = queue.enqueue(submission(), ['2.1.1', '2.1.2'])
+    queue.claim('d', LEASE)
+    queue.record_section(run.id, 1, 'd', '2.1.1', {'verdict': 'passed'})
+    assert queue.finish(run.id, 1, 'd', {}, {'2.1.1': {'verdict': 'other'}, '2.1.2': {'verdict': 'failed'}})
+    assert Run.objects.get(id=run.id).result['sections'] == {
+        '2.1.1': {'verdict': 'passed'}, '2.1.2': {'verdict': 'failed'}}
+
+
 def test_heartbeat_keeps_the_lease_and_expiry_requeues_with_the_next_attempt():
     run = queue.enqueue(submission(), ['2.1.1', '2.1.2'])
     queue.claim('old', LEASE)

@@ -98,11 +98,12 @@ class Dispatcher:
                 return
         if active.handle is None:
             return
+        finished = active.handle.done()  # before reading: then nothing comes after the last read
         for number, result in active.handle.updates():
             if not queue.record_section(run.id, run.attempt, self.name, number, result):
                 self.drop(active)
                 return
-        if active.handle.done():
+        if finished:
             self.active.remove(active)
             try:
                 result = active.handle.result()
@@ -110,7 +111,7 @@ class Dispatcher:
                 print(f"{run}: {error}; attempt {run.attempt} goes back to the queue", flush=True)
                 queue.requeue(run.id, run.attempt, self.name, True, self.config.max_failures)
                 return
-            queue.finish(run.id, run.attempt, self.name, result['grader'])
+            queue.finish(run.id, run.attempt, self.name, result['grader'], result['sections'])
 
     def drop(self, active):
         if active.handle:

@@ -70,14 +70,15 @@ def record_section(run_id, attempt, owner, number, result):
     return True
 
 
-def finish(run_id, attempt, owner, grader):
-    """Records the run's result (its sections' results so far, and the grader's
-    description) once; False, recording nothing, for a superseded attempt."""
+def finish(run_id, attempt, owner, grader, sections=None):
+    """Records the run's result once: the sections recorded so far with any of
+    `sections` not among them, and the grader's description; False, recording
+    nothing, for a superseded attempt."""
     with transaction.atomic():
         run = held(run_id, attempt, owner).select_for_update().first()
         if run is None:
             return False
-        run.result = {'grader': grader, 'sections': run.partial}
+        run.result = {'grader': grader, 'sections': {**(sections or {}), **run.partial}}
         run.state, run.lease_owner, run.lease_expires = Run.DONE, '', None
         run.current_section, run.finished_at = '', timezone.now()
         run.save()

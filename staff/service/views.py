@@ -15,6 +15,7 @@ from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from staff.service import grading, rules
@@ -75,7 +76,9 @@ def login_view(request):
         elif user := authenticate(request, username=username,
                                   password=request.POST.get('password', '')):
             login(request, user)
-            return redirect(request.GET.get('next') or 'home')
+            target = request.GET.get('next', '')
+            safe = url_has_allowed_host_and_scheme(target, {request.get_host()})
+            return redirect(target if target and safe else 'home')
         else:
             FailedLogin.objects.create(username=username)
             error = "Wrong student id or password."
