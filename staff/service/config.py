@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import common
 import datasets
+from staff import sandbox
 from staff.cli import UsageError
 
 CONFIG_ENV, DATA_ENV = 'NN_SERVICE_CONFIG', 'NN_SERVICE_DATA'
@@ -132,6 +133,9 @@ def load(path=None, data=None):
             values[f"{key}_deadline"] = parse_deadline(values.pop(key), zone, key)
     if values.get('gradebook', 'last') not in ('last', 'best'):
         raise ConfigError("course.gradebook: 'last' (the last on-time submission) or 'best'")
+    if values.get('isolation', 'auto') not in ('auto', 'bwrap', 'unshare'):
+        raise ConfigError("course.isolation: 'auto', 'bwrap' or 'unshare' (without a sandbox a "
+                          "submission could read every student's files)")
     if values.get('engine', 'local') not in ('local', 'dask'):
         raise ConfigError("service.engine: 'local' or 'dask'")
     if 'allowed_hosts' in values:
@@ -145,10 +149,12 @@ def load(path=None, data=None):
 def check_data_directory(data):
     """The data directory holds every student's submission: a sandboxed
     submission must not see it, so it may not sit where the sandbox looks."""
-    visible = [datasets.data_dir().resolve(), common.TESTS_DIR]
-    if any(data == path or path in data.parents for path in visible):
-        raise ConfigError(f"--data {data}: inside {', '.join(map(str, visible))}, which "
-                          f"submissions can read; choose another directory")
+    visible = [datasets.data_dir().resolve(), common.TESTS_DIR,
+               *(Path(path) for path in (*sandbox.SYSTEM_PATHS, *sandbox.python_paths()))]
+    for path in visible:
+        if data == path or path in data.parents:
+            raise ConfigError(f"--data {data}: inside {path}, which submissions can read; "
+                              f"choose another directory")
 
 
 def from_environment():

@@ -20,6 +20,7 @@ from pathlib import Path
 from django.db import close_old_connections
 from django.utils import timezone
 
+from staff import grader
 from staff.service import config as course
 from staff.service import engine, grading, queue, rules
 from staff.service.models import Dispatcher as DispatcherRow
@@ -136,6 +137,9 @@ def main(config):
             "service.engine = 'dask' waits for the engine API of issue 15 (staff/engines.py); "
             "use 'local' and start a dispatcher on each grading machine, sharing one PostgreSQL")
     grading.sections(config)  # a bad points table stops here, not in every worker
+    if grader.choose_isolation(config.isolation)[0] == 'none':
+        raise course.ConfigError("no sandbox works here (apt-get install bubblewrap): without one "
+                                 "a submission could read every student's files")
     Path(config.data).mkdir(parents=True, exist_ok=True)
     Dispatcher(config).serve()
     return 0
