@@ -339,3 +339,25 @@ def test_sigterm_stops_within_10_s_and_requeues(service, browser):
     service.start('dispatcher')
     wait_graded(page)
     graded_once(service, submission)
+
+
+def test_serve_starts_everything_and_stops_on_sigterm(tmp_path):
+    port = free_port()
+    log = tmp_path / 'serve.log'
+    with open(log, 'w') as output:
+        serve = subprocess.Popen([sys.executable, str(KIT / 'run.py'), 'serve', '--data',
+                                  str(tmp_path / 'data'), '--port', str(port)],
+                                 stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    wait_for(lambda: port_open(port) and 'slots' in log.read_text(), 90, 'the service to start')
+    text = log.read_text()
+    assert f"http://127.0.0.1:{port}/" in text
+    password = (tmp_path / 'data' / 'instructor-password.txt').read_text().strip()
+    assert "log in as 'instructor'" in text and password not in text
+    children = subprocess.run(['pgrep', '-P', str(serve.pid)], capture_output=True, text=True,
+                              check=False).stdout.split()
+    assert len(children) == 2, 'the web server and the dispatcher are processes of their own'
+    start = time.monotonic()
+    serve.send_signal(signal.SIGTERM)
+    assert serve.wait(timeout=10) == 0 and time.monotonic() - start < 10
+    assert not any(Path(f'/proc/{pid}').exists() for pid in children)
+    assert not port_open(port)
