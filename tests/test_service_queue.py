@@ -54,6 +54,15 @@ def test_claims_go_by_priority_then_age():
     assert (run.state, run.lease_owner, run.attempt, run.current_section) == ('leased', 'd', 1, '2.1.1')
 
 
+def test_a_dispatcher_takes_only_the_kinds_of_runs_it_is_for():
+    upload = submission()
+    training = queue.enqueue(upload, ['2.4'], Run.TRAINING, training=True)
+    ordinary = queue.enqueue(upload, ['2.1.1'], Run.REJUDGE)
+    assert queue.claim('t', LEASE, kinds=queue.RUN_KINDS['training']).id == training.id
+    assert queue.claim('t', LEASE, kinds=queue.RUN_KINDS['training']) is None
+    assert queue.claim('o', LEASE, kinds=queue.RUN_KINDS['ordinary']).id == ordinary.id
+
+
 def test_finish_records_the_result_once():
     run = queue.enqueue(submission(), ['2.1.1', '2.1.2'])
     queue.claim('d', LEASE)

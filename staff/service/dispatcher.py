@@ -7,8 +7,11 @@ stop (SIGTERM or SIGINT: it stops within seconds, and the running sections
 go back to the queue without counting as failures). Leases that ran out
 (a killed dispatcher's) go back to the queue with the next attempt.
 
-A training run gets the machine alone: nothing else starts while it runs,
-and it waits for the runs before it to finish.
+A training run gets the machine alone (its time limit is only fair so):
+nothing else starts while it runs, and it waits for the runs before it to
+finish. So that uploads need not wait behind an hour of CIFAR-10, give the
+training runs a dispatcher of their own on another machine (--runs training
+there, --runs ordinary here).
 """
 import os
 import signal
@@ -37,8 +40,8 @@ class Active:
 
 
 class Dispatcher:
-    def __init__(self, config, name=None):
-        self.config = config
+    def __init__(self, config, name=None, runs='all'):
+        self.config, self.kinds = config, queue.RUN_KINDS[runs]
         self.slots = config.slots or len(os.sched_getaffinity(0))
         self.engine = engine.LocalEngine(self.slots)
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -75,7 +78,7 @@ class Dispatcher:
 
     def claim(self):
         while (len(self.active) < self.slots and not any(a.run.training for a in self.active)
-               and (run := queue.claim(self.name, self.config.lease))):
+               and (run := queue.claim(self.name, self.config.lease, kinds=self.kinds))):
             self.active.append(Active(run))
             if not run.training:
                 break  # one claim per step keeps the queue fair between dispatchers
@@ -131,7 +134,7 @@ class Dispatcher:
         print(f"dispatcher {self.name}: stopped, running sections re-queued", flush=True)
 
 
-def main(config):
+def main(config, runs='all'):
     if config.engine != 'local':
         raise course.ConfigError(
             "service.engine = 'dask' waits for the engine API of issue 15 (staff/engines.py); "
@@ -141,5 +144,5 @@ def main(config):
         raise course.ConfigError("no sandbox works here (apt-get install bubblewrap): without one "
                                  "a submission could read every student's files")
     Path(config.data).mkdir(parents=True, exist_ok=True)
-    Dispatcher(config).serve()
+    Dispatcher(config, runs=runs).serve()
     return 0

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from staff.service.models import Run
 
+RUN_KINDS = {'all': (False, True), 'ordinary': (False,), 'training': (True,)}  # Run.training
 LOST = "grading was lost {failures} times (a worker or dispatcher died); a TA can rejudge it"
 
 
@@ -26,12 +27,13 @@ def enqueue(submission, sections, priority=Run.UPLOAD, training=False, requested
                               training=training, requested=requested)
 
 
-def claim(owner, lease, now=None):
-    """The next queued run, now leased to `owner` for `lease` seconds; or None."""
+def claim(owner, lease, now=None, kinds=RUN_KINDS['all']):
+    """The next queued run of the kinds (training or not), now leased to `owner`
+    for `lease` seconds; or None."""
     now = now or timezone.now()
     with transaction.atomic():
-        run = (Run.objects.select_for_update(skip_locked=True).filter(state=Run.QUEUED)
-               .order_by('priority', 'id').first())
+        run = (Run.objects.select_for_update(skip_locked=True)
+               .filter(state=Run.QUEUED, training__in=kinds).order_by('priority', 'id').first())
         if run is None:
             return None
         run.state, run.lease_owner = Run.LEASED, owner

@@ -35,6 +35,9 @@ def add_arguments(parser):
     parser.add_argument('--data', type=Path, default=course.DEFAULT_DATA, metavar='DIR',
                         help='the data directory (default: %(default)s)')
     parser.add_argument('--config', type=Path, metavar='FILE', help="the course's settings (TOML)")
+    parser.add_argument('--runs', choices=('all', 'ordinary', 'training'), default='all',
+                        help='dispatcher: which runs it takes (default: all; training runs '
+                             'take the machine alone, so they may get a machine of their own)')
 
 
 def setup(args):
@@ -90,7 +93,8 @@ def web(args, config):
 
 def child_command(process, args):
     command = [sys.executable, str(Path(__file__).resolve().parents[2] / 'run.py'), 'serve',
-               '--host', args.host, '--port', str(args.port), '--data', str(args.data)]
+               '--host', args.host, '--port', str(args.port), '--data', str(args.data),
+               '--runs', args.runs]
     return command + (['--config', str(args.config)] if args.config else []) + [process]
 
 
@@ -140,5 +144,5 @@ def main(args):
         return web(args, config)
     if args.process == 'dispatcher':
         from staff.service import dispatcher
-        return dispatcher.main(config)
+        return dispatcher.main(config, args.runs)
     return everything(args, config)
