@@ -205,7 +205,7 @@ def gradebook_csv(request):
 
 @staff_only
 def student_view(request, username):
-    student = User.objects.filter(username=username).first() or None
+    student = User.objects.filter(username=username).first()
     if student is None:
         raise Http404
     reports = [rules.report(course(), item) for item in Submission.objects.filter(student=student)]
