@@ -31,7 +31,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 KIT = Path(__file__).resolve().parent.parent
-TABLE = 'section,title,points,tests\n2.1.1,ReLU,0.5,relu\n2.1.2,Softmax,1.5,softmax\n2.1.3,Dense,1.5,dense\n'
+TABLE = ('section,title,points,tests\n2.1.1,ReLU,0.5,relu\n2.1.2,Softmax,1.5,softmax\n'
+         '2.1.3,Dense,1.5,dense\n')
 PASSWORD = 'load-test-password-1'
 
 
@@ -56,7 +57,8 @@ class Student:
 
     def post(self, path, fields, files=None):
         boundary = uuid.uuid4().hex
-        parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+        parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
+                 f'{value}\r\n'.encode()
                  for name, value in {**fields, 'csrfmiddlewaretoken': self.csrf()}.items()]
         for name, (filename, data) in (files or {}).items():
             parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; '
@@ -64,7 +66,8 @@ class Student:
                          + data + b'\r\n')
         request = urllib.request.Request(
             self.url + path, b''.join(parts) + f'--{boundary}--\r\n'.encode(),
-            {'Content-Type': f'multipart/form-data; boundary={boundary}', 'Referer': self.url + path})
+            {'Content-Type': f'multipart/form-data; boundary={boundary}',
+             'Referer': self.url + path})
         with self.opener.open(request, timeout=120) as response:
             return response.geturl(), response.read()
 
@@ -152,7 +155,8 @@ def main():
         database = root / 'data' / 'service.sqlite3'
         while True:
             with sqlite3.connect(database) as db:
-                pending = db.execute("SELECT COUNT(*) FROM service_run WHERE state != 'done'").fetchone()[0]
+                pending = db.execute("SELECT COUNT(*) FROM service_run "
+                                     "WHERE state != 'done'").fetchone()[0]
             if not pending:
                 break
             time.sleep(1)

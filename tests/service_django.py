@@ -5,7 +5,7 @@ import tempfile
 
 import pytest
 
-django = pytest.importorskip('django', reason='the checking service needs staff/service/requirements.txt')
+django = pytest.importorskip('django', reason='the checking service needs Django: ./install.sh')
 
 
 def setup():

@@ -11,16 +11,17 @@ from tests import service_django
 
 DATA = Path(service_django.setup())
 
-from django.contrib.auth.models import User
+from django.contrib.auth.models import User  # noqa: E402
 
-from staff.service import config as course
-from staff.service import queue, rules
-from staff.service.dispatcher import Dispatcher
-from staff.service.models import Run, Submission
-from tests.mutants import MUTANTS
+from staff.service import config as course  # noqa: E402
+from staff.service import queue, rules  # noqa: E402
+from staff.service.dispatcher import Dispatcher  # noqa: E402
+from staff.service.models import Run, Submission  # noqa: E402
+from tests.mutants import MUTANTS  # noqa: E402
 
 KIT = Path(__file__).resolve().parent.parent
-SOFTMAX_BUG = next(edit for edit in MUTANTS if edit.what.startswith('max subtracted over the whole batch'))
+SOFTMAX_BUG = next(edit for edit in MUTANTS
+                   if edit.what.startswith('max subtracted over the whole batch'))
 
 
 def softmax_bug():

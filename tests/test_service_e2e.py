@@ -20,17 +20,18 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip('django', reason='the checking service needs staff/service/requirements.txt')
+pytest.importorskip('django', reason='the checking service needs Django: ./install.sh')
 playwright = pytest.importorskip('playwright.sync_api', reason='pip install playwright')
 
-from tests.mutants import MUTANTS
+from tests.mutants import MUTANTS  # noqa: E402
 
 KIT = Path(__file__).resolve().parent.parent
 CHROMIUM = '/usr/bin/chromium'
 BROWSER_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking',
                 '--disable-component-update', '--disable-sync', '--no-first-run']
 SECTIONS = ['2.1.1', '2.1.2', '2.1.3']
-SOFTMAX_BUG = next(edit for edit in MUTANTS if edit.what.startswith('max subtracted over the whole batch'))
+SOFTMAX_BUG = next(edit for edit in MUTANTS
+                   if edit.what.startswith('max subtracted over the whole batch'))
 PASSWORD = 'a-long-new-password-7'
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason='apt-get install chromium')
 
@@ -56,7 +57,8 @@ if os.path.exists({str(data)!r}):
     found.append({str(data)!r})
 stored = re.compile(r'\\d{{8}}T\\d{{6}}-[0-9a-f]{{8}}[.]py$')
 for top, folders, files in os.walk('/'):
-    folders[:] = [f for f in folders if os.path.join(top, f) not in ('/proc', '/sys', '/dev', '/usr')]
+    folders[:] = [f for f in folders
+                  if os.path.join(top, f) not in ('/proc', '/sys', '/dev', '/usr')]
     for name in files:
         path = os.path.join(top, name)
         if stored.search(name) or 'alice' in path:
@@ -159,8 +161,10 @@ def service(tmp_path_factory):
     (root / 'tas.csv').write_text('student_id,name,email\nta,Tom TA,t@x\n')
     assert '5 accounts created' in service.manage('import_roster', str(root / 'roster.csv'),
                                                   str(root / 'passwords.csv'))
-    service.manage('import_roster', '--staff', str(root / 'tas.csv'), str(root / 'ta-passwords.csv'))
-    service.passwords = {row['student_id']: row['password'] for path in ('passwords.csv', 'ta-passwords.csv')
+    service.manage('import_roster', '--staff', str(root / 'tas.csv'),
+                   str(root / 'ta-passwords.csv'))
+    service.passwords = {row['student_id']: row['password']
+                         for path in ('passwords.csv', 'ta-passwords.csv')
                          for row in csv.DictReader(io.StringIO((root / path).read_text()))}
     yield service
     service.stop_all()
@@ -276,7 +280,8 @@ def test_student_and_ta_flows(service, browser, shots):
         ta.click('text=Download CSV')
     rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
     assert list(rows[0]) == ['student', *SECTIONS, 'total', 'verdicts', 'late', 'submitted_at']
-    assert rows == [{**rows[0], 'student': 'alice', '2.1.1': '0.5', '2.1.2': '0', '2.1.3': '1.5', 'total': '2', 'verdicts': '2.1.2 failed', 'late': '0'}]
+    assert rows == [{**rows[0], 'student': 'alice', '2.1.1': '0.5', '2.1.2': '0', '2.1.3': '1.5',
+                     'total': '2', 'verdicts': '2.1.2 failed', 'late': '0'}]
     ta.goto(service.url + f'/submissions/{submission}/')
     click(ta, 'button:text-is("Rejudge this submission")')
     assert 'Rejudge queued: 1 run' in ta.inner_text('main')

@@ -15,15 +15,15 @@ from tests import service_django
 
 DATA = Path(service_django.setup())
 
-from django.conf import settings
-from django.contrib.auth.models import User
-from django.core.management import call_command
-from django.test import Client, override_settings
-from django.utils import timezone
+from django.conf import settings  # noqa: E402
+from django.contrib.auth.models import User  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.test import Client, override_settings  # noqa: E402
+from django.utils import timezone  # noqa: E402
 
-from staff.service import config as course
-from staff.service import grading, queue, rules
-from staff.service.models import FailedLogin, Profile, Run, Submission
+from staff.service import config as course  # noqa: E402
+from staff.service import grading, queue, rules  # noqa: E402
+from staff.service.models import FailedLogin, Profile, Run, Submission  # noqa: E402
 
 KIT = Path(__file__).resolve().parent.parent
 SOLUTION = (KIT / 'solution.py').read_bytes()
@@ -54,8 +54,10 @@ def client(user=None):
 
 def test_roster_import_writes_initial_passwords_changed_at_first_login(config, tmp_path):
     roster = tmp_path / 'roster.csv'
-    roster.write_text('student_id,name,email\ns001,Ann One,ann@example.org\ns002,Bo Two,bo@example.org\n')
-    call_command('import_roster', str(roster), str(tmp_path / 'passwords.csv'), stdout=io.StringIO())
+    roster.write_text('student_id,name,email\ns001,Ann One,ann@example.org\n'
+                      's002,Bo Two,bo@example.org\n')
+    call_command('import_roster', str(roster), str(tmp_path / 'passwords.csv'),
+                 stdout=io.StringIO())
     call_command('import_roster', str(roster), str(tmp_path / 'again.csv'), stdout=io.StringIO())
     rows = list(csv.DictReader(io.StringIO((tmp_path / 'passwords.csv').read_text())))
     assert [row['student_id'] for row in rows] == ['s001', 's002']
@@ -105,7 +107,8 @@ def test_an_upload_is_stored_and_queued_before_the_response(config):
     submission = Submission.objects.get()
     assert response.url == f'/submissions/{submission.id}/'
     stored = DATA / submission.path
-    assert stored.read_bytes() == SOLUTION and submission.sha256 == hashlib.sha256(SOLUTION).hexdigest()
+    assert stored.read_bytes() == SOLUTION
+    assert submission.sha256 == hashlib.sha256(SOLUTION).hexdigest()
     assert stored.parent.name == 's001' and not list(stored.parent.glob('.*.part'))
     ordinary, training = grading.split_sections(config)
     assert training == ['2.4', '3.7'] and '2.1.2' in ordinary
@@ -147,9 +150,11 @@ def test_deadlines_extensions_and_the_hourly_quota(config):
 def test_training_on_request_at_most_n_a_day(config):
     alice = student('alice')
     submission = rules.upload(config, alice, SOLUTION)
-    page = client(alice).post(f'/submissions/{submission.id}/training', follow=True).content.decode()
+    page = client(alice).post(f'/submissions/{submission.id}/training',
+                              follow=True).content.decode()
     assert 'The training sections are queued' in page
-    page = client(alice).post(f'/submissions/{submission.id}/training', follow=True).content.decode()
+    page = client(alice).post(f'/submissions/{submission.id}/training',
+                              follow=True).content.decode()
     assert 'Not queued: training sections may be asked for 1 time(s) a day' in page
     runs = list(submission.runs.order_by('priority', 'id'))
     assert [(run.sections, run.training) for run in runs] == [

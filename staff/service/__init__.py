@@ -1,1 +1,2 @@
-"""The checking service: students upload solution.py, a dispatcher grades it, TAs see the gradebook."""
+"""The checking service: students upload solution.py, a dispatcher grades it,
+TAs see the gradebook."""

@@ -59,7 +59,7 @@ class Config:
 
     @property
     def database(self):
-        """Django's DATABASES['default'] for database_url (SQLite in the data directory by default)."""
+        """Django's DATABASES['default'] for database_url (default: SQLite in --data)."""
         url = self.database_url or os.environ.get('DATABASE_URL', '')
         if not url:
             return sqlite(self.data / 'service.sqlite3')

@@ -36,7 +36,7 @@ class Handle:
             [sys.executable, '-m', 'staff.service.grading', str(submission), *self.sections],
             cwd=common.KIT_DIR, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             start_new_session=True,
-            preexec_fn=die_with_parent)  # noqa: PLW1509 (the dispatcher runs one thread)
+            preexec_fn=die_with_parent)  # the dispatcher runs one thread: preexec_fn is safe
         os.set_blocking(self.process.stdout.fileno(), False)
         self.buffer, self.grader, self.results = b'', None, {}
 

@@ -44,7 +44,8 @@ def check_source(data):
     try:
         compile(text, 'solution.py', 'exec', dont_inherit=True)
     except SyntaxError as error:
-        raise Refused(f"solution.py line {error.lineno}: {error.msg}; fix it and upload again") from None
+        raise Refused(f"solution.py line {error.lineno}: {error.msg}; fix it and upload "
+                      f"again") from None
     except ValueError as error:
         raise Refused(f"solution.py is not Python source ({error})") from None
     return text
@@ -70,7 +71,8 @@ def store(config, user, data):
 
 
 def upload(config, user, data, now=None):
-    """Stores a student's solution.py and queues its ordinary sections; Refused if the rules say no."""
+    """Stores a student's solution.py and queues its ordinary sections; Refused if the
+    rules say no."""
     now = now or timezone.now()
     soft, hard = config.deadlines(extension(user))
     if hard and now > hard:
@@ -186,7 +188,8 @@ class Report:
 
     def non_passed(self):
         """'2.1.2 failed;2.4 not run', as in ./run.py grade --csv."""
-        return ';'.join(f"{row.number} {row.verdict}" for row in self.rows if row.verdict != 'passed')
+        return ';'.join(f"{row.number} {row.verdict}" for row in self.rows
+                        if row.verdict != 'passed')
 
 
 def report(config, submission):

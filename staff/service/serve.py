@@ -27,11 +27,15 @@ INSTRUCTOR = 'instructor'
 def add_arguments(parser):
     parser.description = __doc__.split('\n\n', 1)[1]
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument('process', nargs='?', default='all', choices=('all', 'web', 'dispatcher', 'manage'),
+    parser.add_argument('process', nargs='?', default='all',
+                        choices=('all', 'web', 'dispatcher', 'manage'),
                         help='which process to run (default: all of them)')
-    parser.add_argument('arguments', nargs=argparse.REMAINDER, help='manage: the command and its arguments')
-    parser.add_argument('--host', default='127.0.0.1', help='web server address (default %(default)s)')
-    parser.add_argument('--port', type=int, default=8000, help='web server port (default %(default)s)')
+    parser.add_argument('arguments', nargs=argparse.REMAINDER,
+                        help='manage: the command and its arguments')
+    parser.add_argument('--host', default='127.0.0.1',
+                        help='web server address (default %(default)s)')
+    parser.add_argument('--port', type=int, default=8000,
+                        help='web server port (default %(default)s)')
     parser.add_argument('--data', type=Path, default=course.DEFAULT_DATA, metavar='DIR',
                         help='the data directory (default: %(default)s)')
     parser.add_argument('--config', type=Path, metavar='FILE', help="the course's settings (TOML)")
@@ -52,7 +56,7 @@ def setup(args):
         import django
     except ImportError:
         raise course.ConfigError("the service needs its packages: python3 -m pip install -r "
-                                 "staff/service/requirements.txt") from None
+                                 "requirements.txt (./install.sh)") from None
     django.setup()
     from django.core.management import call_command
     call_command('migrate', verbosity=0)

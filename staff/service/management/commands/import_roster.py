@@ -62,4 +62,5 @@ class Command(BaseCommand):
             writer = csv.writer(file)
             writer.writerow([*COLUMNS, 'password'])
             writer.writerows(created)
-        self.stdout.write(f"{len(created)} accounts created; their initial passwords are in {passwords}")
+        self.stdout.write(f"{len(created)} accounts created; their initial passwords are in "
+                          f"{passwords}")
