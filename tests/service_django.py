@@ -15,6 +15,7 @@ def setup():
         os.environ['NN_SERVICE_DATA'] = tempfile.mkdtemp(prefix='nn-service-test-')
         os.environ.pop('NN_SERVICE_CONFIG', None)
         os.environ['DJANGO_SETTINGS_MODULE'] = 'staff.service.settings'
+        os.mkdir(os.path.join(os.environ['NN_SERVICE_DATA'], 'static'))  # served by whitenoise
         django.setup()
         from django.core.management import call_command
         call_command('migrate', verbosity=0)
