@@ -98,3 +98,22 @@ def test_shutdown_gives_running_runs_back(config):
     assert (run.state, run.attempt, run.failures) == ('queued', 2, 0)
     assert queue.position(run) == 0
     assert not Run.objects.filter(state=Run.LEASED).exists()
+
+
+def test_a_database_error_does_not_stop_the_dispatcher(config, monkeypatch):
+    from django.db import OperationalError
+
+    from staff.service import dispatcher as module
+    calls = []
+
+    def step(self):
+        calls.append(len(calls))
+        if len(calls) == 1:
+            raise OperationalError('database is locked')
+        self.stopping = True
+
+    monkeypatch.setattr(module.Dispatcher, 'step', step)
+    monkeypatch.setattr(module, 'DATABASE_RETRY', 0)
+    Dispatcher(config, 'flaky').serve()
+    assert calls == [0, 1], 'it went on after the error'
+    assert not module.DispatcherRow.objects.filter(name='flaky').exists()

@@ -20,7 +20,7 @@ import time
 import uuid
 from pathlib import Path
 
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections, connections
 from django.utils import timezone
 
 from staff import grader
@@ -30,6 +30,7 @@ from staff.service.models import Dispatcher as DispatcherRow
 
 POLL = 0.25           # seconds between looks at the workers and the queue
 HOUSEKEEPING = 5.0    # seconds between looks for expired leases and passed deadlines
+DATABASE_RETRY = 2.0  # seconds to wait after a database error
 
 
 class Active:
@@ -51,18 +52,26 @@ class Dispatcher:
         self.stopping = True
 
     def serve(self):
-        signal.signal(signal.SIGTERM, self.stop)
-        signal.signal(signal.SIGINT, self.stop)
+        previous = {number: signal.signal(number, self.stop)
+                    for number in (signal.SIGTERM, signal.SIGINT)}
         now = timezone.now()
         DispatcherRow.objects.update_or_create(name=self.name, defaults={
             'slots': self.slots, 'started_at': now, 'last_seen': now})
         print(f"dispatcher {self.name}: {self.slots} slots", flush=True)
         try:
             while not self.stopping:
-                self.step()
+                try:
+                    self.step()
+                except DatabaseError as error:  # the database restarts, a lock times out: retry
+                    print(f"dispatcher {self.name}: database error ({error}); trying again",
+                          flush=True)
+                    connections.close_all()
+                    time.sleep(DATABASE_RETRY)
                 time.sleep(POLL)
         finally:
             self.shutdown()
+            for number, handler in previous.items():
+                signal.signal(number, handler)
 
     def step(self):
         close_old_connections()
