@@ -328,6 +328,21 @@ def test_a_killed_dispatcher_and_a_killed_worker_lose_nothing(service, browser):
     assert runs[0][1] == 2 and runs[0][2] == 1, 'the killed worker made the next attempt'
     assert 'Graded: 3.5 / 3.5' in dave.inner_text('#state')
 
+    visit(dave, service.url + '/')
+    third = upload(dave, service.root, 'slow_dave_again', slow_solution())
+    def sandboxes():
+        return [pid for worker in workers(service.processes['dispatcher'].pid)
+                for pid in children(worker)]
+
+    wait_for(sandboxes, 60, 'a sandbox to start')
+    time.sleep(1)
+    for sandbox in sandboxes():
+        os.kill(sandbox, signal.SIGKILL)
+    wait_graded(dave)
+    runs = graded_once(service, third)
+    assert runs[0][1] == 2 and runs[0][2] == 1, 'the killed sandbox made the next attempt'
+    assert 'Graded: 3.5 / 3.5' in dave.inner_text('#state')
+
 
 def children(parent, command=''):
     """The pids of the parent's child processes whose command line holds `command`."""
