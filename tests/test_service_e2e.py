@@ -1,7 +1,7 @@
 """The checking service end to end: real web server and dispatcher processes
 (./run.py serve web / dispatcher), a real SQLite database, Debian's chromium
 driven by Playwright, as students and TAs meet it. Processes are killed on the
-way (web server while queued, dispatcher and worker mid-run): every submission
+way (web server while queued, dispatcher, worker and sandbox mid-run): every submission
 is graded exactly once. Short limits and non-training sections keep it quick.
 
 Screenshots go to a temporary directory; NN_SCREENSHOTS=docs refreshes the README's.
