@@ -415,6 +415,11 @@ def compare(what, actual, expected, rtol=RTOL, atol=ATOL):
     options = expected if isinstance(expected, list) else [expected]
     if actual.shape != options[0].shape:
         raise CheckFailed(f"{what}: shape {actual.shape}, expected {options[0].shape}")
+    if not np.all(np.isfinite(actual)):  # expected values are finite
+        index = tuple(int(i) for i in np.argwhere(~np.isfinite(actual))[0])
+        raise CheckFailed(f"{what} has NaN or inf at {np.count_nonzero(~np.isfinite(actual))} of "
+                          f"{actual.size} elements (shape {actual.shape}): at index {index} "
+                          f"expected {options[0][index]:.6g}, got {actual[index]}")
     scale = max(1.0, max(float(np.max(np.abs(option), initial=0)) for option in options))
     errors = np.stack([np.abs(actual.astype(np.float64) - option) for option in options])
     allowed = np.stack([atol * scale + rtol * np.abs(option) for option in options])
