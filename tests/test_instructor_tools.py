@@ -166,6 +166,13 @@ def test_mnist_kit_has_only_its_sections_with_its_points(kits):
     readme = (kits['mnist'] / 'README.md').read_text()
     assert 'assignment kit (5 points)' in readme and '| 2.1.2 | Softmax | 1 | `softmax` |' in readme
     assert 'CIFAR' not in readme and 'MiB' in readme and 'Only `solution.py`' in readme
+    assert '`model.print_parameters()`' in readme and 'determine_padding' not in readme
+
+
+def test_standard_kit_readme_maps_the_original_kits_api(kits):
+    readme = (kits['standard'] / 'README.md').read_text()
+    notes = readme.split('## Coming from the original course kit\n', 1)[1].split('\n## ', 1)[0]
+    assert '`model.print_parameters()`' in notes and '| `determine_padding(kernel_size, mode)`' in notes
 
 
 @pytest.mark.parametrize('table', ['standard', 'mnist'])
