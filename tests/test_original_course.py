@@ -3,11 +3,11 @@ fair to the assignment's text (Softmax's tip, ties in max pooling) with messages
 point at their bugs (gradients summed over the batch, a forgotten eps)."""
 import numpy as np
 import pytest
+from mutants import MUTANTS
 
 import common
-from interface import Layer, Model, conv_initializer, normal_initializer
-from mutants import MUTANTS
 import solution
+from interface import Layer, Model, conv_initializer, normal_initializer
 
 # The first part of a solution in the original kit's style: layers that take *args,
 # **kwargs, set output_shape and name in __init__, replace their gradients instead of
