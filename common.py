@@ -692,21 +692,29 @@ def verify_training(case, results):
     return note
 
 
+def batch_size(case):
+    """n of a layer case (its calls' inputs) or a loss case (y_gt); None for other kinds."""
+    if 'calls' in case:
+        return len(case['calls'][0]['inputs'])
+    return len(case['y_gt']) if 'y_gt' in case else None
+
+
 def verify_expected(case, results):
     """Every quantity in case['expected'] matches the computed one.
 
-    A wrong gradient of a layer case that is a simple multiple of the right
-    one (n times too large: summed over the batch) says so.
+    A wrong gradient that is a simple multiple of the right one says so
+    (n times too large: summed over the batch where the mean belongs).
     """
+    n = batch_size(case)
     for what, expected in case['expected'].items():
         if what not in results:
             raise CheckFailed(f"{what}: not computed")
+        actual = as_array(results[what], what)
         try:
-            compare(what, results[what], expected, case.get('rtol', RTOL), case.get('atol', ATOL))
+            compare(what, actual, expected, case.get('rtol', RTOL), case.get('atol', ATOL))
         except CheckFailed as error:
             right = expected[0] if isinstance(expected, list) else expected
-            hint = ('grad' in what and 'calls' in case
-                    and gradient_hint(as_array(results[what], what), right, len(case['calls'][0]['inputs'])))
+            hint = gradient_hint(actual, right, n) if 'grad' in what and n else ''
             raise CheckFailed(f"{error}; {hint}" if hint else str(error)) from None
 
 

@@ -268,14 +268,22 @@ def test_max_pooling_refuses_what_is_not_a_subgradient(grad_inputs, why):
         common.verify_max_pooling(*max_pooling_case(grad_inputs))
 
 
-@pytest.mark.parametrize('test, what, n', [
-    ('dense', 'weight gradient summed over the batch, not averaged', 8),
-    ('conv', 'kernel gradient summed over the batch, not averaged', 2),
-    ('batchnorm', 'gamma gradient summed over the batch, not averaged', 6),
+@pytest.mark.parametrize('test, what, cause', [
+    ('dense', 'weight gradient summed over the batch, not averaged',
+     'n = 8 times too large: a sum over the batch where the mean belongs?'),
+    ('conv', 'kernel gradient summed over the batch, not averaged',
+     'n = 2 times too large: a sum over the batch where the mean belongs?'),
+    ('batchnorm', 'gamma gradient summed over the batch, not averaged',
+     'n = 6 times too large: a sum over the batch where the mean belongs?'),
+    ('dense', 'input gradient averaged over the batch too',
+     'n = 8 times too small: divided by the batch size where it should not be?'),
+    ('crossentropy', 'gradient divided by the batch size',
+     'n = 16 times too small: divided by the batch size where it should not be?'),
+    ('crossentropy', 'gradient with the wrong sign', 'its sign is flipped'),
+    ('dense', 'bias gradient forgotten', 'it is all zeros: is it computed and stored?'),
 ])
-def test_a_parameter_gradient_summed_over_the_batch_is_named(tmp_path, test, what, n):
-    assert f"n = {n} times too large: a sum over the batch where the mean belongs?" in message(
-        tmp_path, test, what)
+def test_a_gradient_off_by_the_batch_size_is_named(tmp_path, test, what, cause):
+    assert f"; {cause}" in message(tmp_path, test, what)
 
 
 def test_a_forgotten_eps_in_batch_norm_gets_a_hint_about_eps(tmp_path):
