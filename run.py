@@ -24,7 +24,7 @@ import numpy as np
 import common
 import interface
 
-STAFF_COMMANDS = ('make-fixtures', 'check-fixtures', 'make-kit', 'grade')
+STAFF_COMMANDS = ('make-fixtures', 'check-fixtures', 'make-kit', 'grade', 'similarity')
 
 
 def colour(text, code):

@@ -4,7 +4,7 @@ import sys
 from pathlib import Path
 
 import common
-from staff import fixtures, grader, kit, validate
+from staff import fixtures, grader, kit, similarity, validate
 
 
 def make_fixtures(args):
@@ -50,5 +50,8 @@ def main(argv):
     grade = commands.add_parser('grade', help='grade submitted solution.py files in a sandbox')
     grader.add_arguments(grade)
     grade.set_defaults(run=grader.main)
+    similar = commands.add_parser('similarity', help='rank pairs of similar submissions (copies)')
+    similarity.add_arguments(similar)
+    similar.set_defaults(run=similarity.main)
     args = parser.parse_args(argv)
     return args.run(args)
