@@ -51,24 +51,31 @@ def region_bodies(text):
     return {key: lines[region.open + 1:region.close] for key, region in numbered_regions(lines)}
 
 
-def honest(template, base, sources, rng):
-    """An independent solution: the template filled with base's regions, but for short formulas.
-
-    A region that the reference fills with one line (ReLU, Dense.forward,
-    the cross-entropy, SGD) is a short formula that many students write the
-    same way: it is the one-line body of a random one of `sources`
-    (solutions' texts), or base's own when that has more lines.
-    """
-    own = region_bodies(base)
-    pool = [region_bodies(source) for source in sources]
+def fill(template, bodies):
+    """The template with each region's placeholder replaced by bodies[(section, ordinal)]."""
     lines = template.splitlines()
     out, start = [], 0
     for key, region in numbered_regions(lines):
-        formulas = [body[key] for body in pool if len(body[key]) == 1]
-        short = len(own[key]) == 1 and formulas
-        out += lines[start:region.open + 1] + (rng.choice(formulas) if short else own[key])
+        out += lines[start:region.open + 1] + bodies[key]
         start = region.close
     return '\n'.join(out + lines[start:]) + '\n'
+
+
+def honest(template, base, sources, rng):
+    """An independent solution: the template filled with base's regions, but for short formulas.
+
+    A region that base fills with one line (ReLU, Dense.forward, the
+    cross-entropy, SGD) is a short formula that many students write the same
+    way: it is the one-line body of a random one of `sources` (solutions'
+    texts) instead, if any of them has one.
+    """
+    own = region_bodies(base)
+    pool = [region_bodies(source) for source in sources]
+    bodies = {}
+    for key in own:
+        formulas = [body[key] for body in pool if len(body.get(key, ())) == 1]
+        bodies[key] = rng.choice(formulas) if len(own[key]) == 1 and formulas else own[key]
+    return fill(template, bodies)
 
 
 def rename(text, rng):

@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""How long ./run.py similarity takes for a large course (target: 300 submissions in 2 minutes).
+
+Generates --count submissions of the standard table, each the reference
+solution.py with a random half of the correct variants of tests/mutants.py
+applied, about 65 lines of its own inserted into random regions (so that it
+reaches about 660 lines) and disguised (identifiers renamed, functions
+reordered, comments rewritten), then times the similarity report: all pairs
+ranked from fingerprints, the --top pairs compared in detail and rendered as
+HTML, the reference compared with every submission.
+
+    python bench/similarity_scale.py [--count 300] [--top 50] [--seed 0]
+"""
+import argparse
+import ast
+import random
+import sys
+import time
+from pathlib import Path
+
+KIT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(KIT), str(KIT / 'tests')]
+
+import disguise  # noqa: E402
+from mutants import VARIANTS  # noqa: E402
+
+from staff import similarity  # noqa: E402
+from staff.grader import find_table  # noqa: E402
+from staff.kit import make_template  # noqa: E402
+
+
+def own_lines(text, count, rng):
+    """text with `count` lines of a student's own inserted before random statements of its regions."""
+    lines = text.splitlines()
+    regions = [region for _, region in disguise.numbered_regions(lines)]
+    statements = [node for node in ast.walk(ast.parse(text)) if isinstance(node, ast.stmt)
+                  and any(region.open < node.lineno - 1 < region.close for region in regions)]
+    inserts = {}
+    for _ in range(count):
+        node = rng.choice(statements)
+        inserts.setdefault(node.lineno - 1, []).append(
+            f"{' ' * node.col_offset}check_{rng.randrange(10**6)} = np.asarray({rng.random():.4f}) "
+            f"* {rng.randrange(1, 99)}")
+    out = []
+    for index, line in enumerate(lines):
+        out += inserts.get(index, []) + [line]
+    return '\n'.join(out) + '\n'
+
+
+def submission(reference, rng):
+    text = reference
+    for edit in rng.sample(VARIANTS, len(VARIANTS) // 2):
+        if text.count(edit.old) == 1:
+            text = text.replace(edit.old, edit.new)
+    text = own_lines(text, 65, rng)
+    return disguise.disguise(text, rng)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--count', type=int, default=300)
+    parser.add_argument('--top', type=int, default=similarity.TOP)
+    parser.add_argument('--seed', type=int, default=0)
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    reference = (KIT / 'solution.py').read_text()
+    template = make_template(reference, find_table('standard'))
+    submissions = {f"student{i:03}": submission(reference, rng) for i in range(args.count)}
+    lines = sum(text.count('\n') for text in submissions.values()) / args.count
+    print(f"{args.count} generated submissions, {lines:.0f} lines each on average")
+    start = time.perf_counter()
+    pairs, prints = similarity.rank_pairs(submissions, {similarity.REFERENCE: reference}, template)
+    ranked = time.perf_counter()
+    matches = [similarity.match(pair, prints) for pair in pairs[:args.top]]
+    report = similarity.Report(pairs, matches, {**submissions, similarity.REFERENCE: reference})
+    page = similarity.render_html(report)
+    done = time.perf_counter()
+    print(f"fingerprints and ranking of {len(pairs)} pairs: {ranked - start:.1f} s")
+    print(f"detailed comparison and HTML of the top {args.top}: {done - ranked:.1f} s "
+          f"({len(page) / 2**20:.1f} MiB)")
+    print(f"total: {done - start:.1f} s (target: under 120 s)")
+
+
+if __name__ == '__main__':
+    main()
