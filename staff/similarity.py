@@ -25,8 +25,10 @@ import argparse
 import csv
 import html
 import io
+import multiprocessing
 import re
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +39,7 @@ from copydetect.utils import highlight_overlap
 from staff.grader import (
     UsageError,
     add_reference_argument,
+    cores,
     find_submissions,
     find_table,
 )
@@ -161,17 +164,31 @@ def shared_counts(prints):
     return np.rint(counts).astype(np.int64)
 
 
-def rank_pairs(submissions, others, template):
-    """Every pair of submissions and every submission with every other file, most similar first.
+def fingerprints(texts, template, jobs=1):
+    """{name: (CodeFingerprint, OwnCode)} of {name: source text}, in `jobs` processes.
 
-    submissions, others: {name: source text}; template: the given code to leave out.
-    Returns (pairs, fingerprints): [Pair], {name: CodeFingerprint}.
+    The processes are forked, so they share this one's hash() salt.
     """
     excluded = boilerplate(template)
     given = {line.strip() for line in template.splitlines()}
+    names = list(texts)
+    if jobs < 2 or len(names) < 2 * jobs:
+        return {name: fingerprint(name, texts[name], given, excluded) for name in names}
+    context = multiprocessing.get_context('fork')
+    with ProcessPoolExecutor(jobs, mp_context=context) as pool:
+        found = pool.map(fingerprint, names, [texts[name] for name in names],
+                         [given] * len(names), [excluded] * len(names), chunksize=8)
+        return dict(zip(names, found))
+
+
+def rank_pairs(submissions, others, template, jobs=1):
+    """Every pair of submissions and every submission with every other file, most similar first.
+
+    submissions, others: {name: source text}; template: the given code to leave out.
+    Returns (pairs, prints): [Pair], {name: (CodeFingerprint, OwnCode)}.
+    """
     names = list(submissions) + list(others)
-    texts = {**submissions, **others}
-    prints = {name: fingerprint(name, texts[name], given, excluded) for name in names}
+    prints = fingerprints({**submissions, **others}, template, jobs)
     counts = shared_counts([prints[name][0] for name in names])
     sizes = np.array([len(prints[name][0].hashes) for name in names])
     pairs = []
@@ -212,15 +229,26 @@ class Report:
     matches: list
     texts: dict
 
+    def to_json(self):
+        """Plain data to store (e.g. by the checking service's worker): every pair ranked, and
+        the shown pairs' matching lines and regions (character slices [start, end))."""
+        return {'threshold': THRESHOLD,
+                'pairs': [[pair.a, pair.b, pair.similarity] for pair in self.pairs],
+                'shown': [{'student_a': found.pair.a, 'student_b': found.pair.b,
+                           'similarity': found.pair.similarity,
+                           'matching_lines': found.matching_lines(self.texts),
+                           'regions_a': found.slices_a.T.tolist(), 'regions_b': found.slices_b.T.tolist()}
+                          for found in self.matches]}
 
-def similarity_report(submissions, template, others=None, top=TOP):
+
+def similarity_report(submissions, template, others=None, top=TOP, jobs=1):
     """The similarity report of {student: source} against each other and `others` {name: source}.
 
     Pure computation, for the command line and for a background worker of
-    the checking service alike.
+    the checking service alike; `jobs` processes fingerprint the files.
     """
     others = others or {}
-    pairs, prints = rank_pairs(submissions, others, template)
+    pairs, prints = rank_pairs(submissions, others, template, jobs)
     return Report(pairs, [match(pair, prints) for pair in pairs[:top]], {**submissions, **others})
 
 
@@ -233,7 +261,7 @@ def csv_rows(report):
         yield [found.pair.a, found.pair.b, f"{found.pair.similarity:g}", found.matching_lines(report.texts)]
 
 
-def table(report):
+def text_table(report):
     """The shown pairs as a text table."""
     lines = [f"{'rank':>4}  {'similarity':>10}  {'lines':>5}  pair"]
     for rank, found in enumerate(report.matches, 1):
@@ -265,8 +293,17 @@ def highlighted(text, slices):
     return f'<div class="code"><pre class="numbers">{numbers}</pre><pre>{code}</pre></div>'
 
 
+def side_by_side(found, texts, heading='h2', anchor=''):
+    """HTML of one pair: a heading, then both files side by side with their matches marked."""
+    pair = found.pair
+    files = ''.join(f'<div class="file"><h3>{html.escape(name)}</h3>{highlighted(texts[name], slices)}</div>'
+                    for name, slices in ((pair.a, found.slices_a), (pair.b, found.slices_b)))
+    return (f'<{heading}{anchor}>{html.escape(pair.a)} ~ {html.escape(pair.b)}: {pair.similarity:.1f}%, '
+            f'{found.matching_lines(texts)} matching lines</{heading}><div class="side">{files}</div>')
+
+
 def render_html(report, title='Similar submissions'):
-    """A self-contained HTML page: the shown pairs, then each pair's two files side by side."""
+    """A self-contained HTML page (STYLE): the shown pairs, then each pair's two files side by side."""
     rows = []
     sections = []
     for rank, found in enumerate(report.matches, 1):
@@ -274,11 +311,7 @@ def render_html(report, title='Similar submissions'):
         mark = ' class="copy"' if pair.likely_copy else ''
         rows.append(f'<tr><td>{rank}</td><td{mark}>{pair.similarity:.1f}%</td><td>{lines}</td>'
                     f'<td><a href="#pair{rank}">{html.escape(pair.a)} ~ {html.escape(pair.b)}</a></td></tr>')
-        files = ''.join(f'<div class="file"><h3>{html.escape(name)}</h3>'
-                        f'{highlighted(report.texts[name], slices)}</div>'
-                        for name, slices in ((pair.a, found.slices_a), (pair.b, found.slices_b)))
-        sections.append(f'<h2 id="pair{rank}">{rank}. {html.escape(pair.a)} ~ {html.escape(pair.b)}: '
-                        f'{pair.similarity:.1f}%, {lines} matching lines</h2><div class="side">{files}</div>')
+        sections.append(side_by_side(found, report.texts, anchor=f' id="pair{rank}"'))
     likely = sum(pair.likely_copy for pair in report.pairs)
     return f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{STYLE}</style></head>
@@ -296,6 +329,7 @@ fingerprints found in the other, the template's given code left out. Matching re
 # =================================== CLI ====================================
 
 def read_text(path):
+    """The text of a file; one that cannot be read is a usage error."""
     try:
         return Path(path).read_text(encoding='utf-8', errors='replace')
     except OSError as error:
@@ -329,12 +363,17 @@ def add_arguments(parser):
     parser.add_argument('--sections', default=str(STANDARD_TABLE), metavar='FILE',
                         help="points table whose template's given code is left out (as for grade); "
                              "default standard")
+    parser.add_argument('--given', type=Path, action='append', default=[], metavar='FILE',
+                        help="more given code to leave out, e.g. the original course's template "
+                             "when students reuse its solution.py (repeatable)")
     parser.add_argument('--html', type=Path, metavar='FILE',
                         help='write the shown pairs with both files side by side, matches marked')
     parser.add_argument('--csv', type=Path, metavar='FILE',
                         help='write student_a,student_b,similarity,matching_lines of the shown pairs')
     parser.add_argument('--top', type=int, default=TOP, metavar='N',
                         help=f"pairs shown, written and compared in detail (default {TOP})")
+    parser.add_argument('--jobs', type=int, default=cores(),
+                        help='processes that fingerprint the files (default: the number of cores)')
     add_reference_argument(parser)
 
 
@@ -352,13 +391,14 @@ def main(args):
         others = {REFERENCE: read_text(args.reference)}
         if args.against:
             others.update(against_files(args.against))
-        table_ = find_table(args.sections)
-        template = make_template(others[REFERENCE], table_, args.reference)
+        table = find_table(args.sections)
+        template = '\n'.join([make_template(others[REFERENCE], table, args.reference),
+                              *(read_text(path) for path in args.given)])
     except (UsageError, KitError) as error:
         print(f"./run.py similarity: {error}", file=sys.stderr)
         return 2
-    report = similarity_report(submissions, template, others, args.top)
-    print(table(report))
+    report = similarity_report(submissions, template, others, args.top, max(args.jobs, 1))
+    print(text_table(report))
     likely = sum(pair.likely_copy for pair in report.pairs)
     print(f"{len(submissions)} submissions, {len(report.pairs)} pairs; {likely} at or above "
           f"{THRESHOLD}% (likely copies)" + (f", {likely - len(report.matches)} of them not shown: "
