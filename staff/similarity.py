@@ -48,6 +48,7 @@ from staff.points import STANDARD_TABLE
 
 NOISE = 25  # characters of tokenized code: shorter matches are never reported
 SEPARATOR = '918273645546372819'  # the line that stands for a run of given lines
+HEADER = re.compile(r'\s*(async\s+)?(def|class)\s')  # lines that start a function or class
 WINDOW = 5  # winnowing window: matches of NOISE + WINDOW - 1 characters are always found
 THRESHOLD = 50  # similarity, %, from which a pair is marked as a likely copy (see README)
 TOP = 50  # pairs shown by default
@@ -98,15 +99,19 @@ def boilerplate(template):
 
 @dataclass(frozen=True)
 class OwnCode:
-    """A file's own code: its lines that are no line of the given code.
+    """A file's own code: its lines that are no line of the given code and start no function.
 
-    Each run of given lines becomes a SEPARATOR line, and the k-grams that
-    reach into one are dropped: no k-gram spans given code. The k-grams that
-    straddle the start or end of a region (mostly given code, plus the first
-    characters of the student's code), or two regions around a short given
-    line, would match between any two solutions that begin their regions
-    alike or fill them with the same short formula. position[i] is where
-    the i-th character of text stands in the file.
+    Each run of given lines and def/class lines becomes a SEPARATOR line,
+    and the k-grams that reach into one are dropped: no k-gram spans given
+    code or a function's start. The k-grams that straddle the start or end
+    of a region (mostly given code, plus the first characters of the
+    student's code), or two regions around a short given line, would match
+    between any two solutions that begin their regions alike or fill them
+    with the same short formula; those that run from one function into the
+    next, or over a signature whose arguments a copier renamed, would miss
+    reordered or renamed copies. Blank lines are neither (a copier could
+    otherwise cut every k-gram by adding them). position[i] is where the
+    i-th character of text stands in the file.
     """
     text: str
     position: np.ndarray
@@ -115,7 +120,7 @@ class OwnCode:
     def of(cls, text, given):
         parts, positions, offset, separated = [], [], 0, True
         for line in text.splitlines(keepends=True):
-            if line.strip() in given:
+            if line.strip() and (line.strip() in given or HEADER.match(line)):
                 if not separated:
                     parts.append(SEPARATOR + '\n')
                     positions.append(np.full(len(SEPARATOR) + 1, offset))
