@@ -80,8 +80,9 @@ def main():
     start, cpu = time.perf_counter(), cpu_seconds()
     pairs, prints = similarity.rank_pairs(submissions, {similarity.REFERENCE: reference}, template, args.jobs)
     ranked = time.perf_counter()
-    matches = [similarity.match(pair, prints) for pair in pairs[:args.top]]
-    report = similarity.Report(pairs, matches, {**submissions, similarity.REFERENCE: reference})
+    texts = {**submissions, similarity.REFERENCE: reference}
+    matches = [similarity.match(pair, prints, texts) for pair in pairs[:args.top]]
+    report = similarity.Report(pairs, matches, texts)
     page = similarity.render_html(report)
     done = time.perf_counter()
     print(f"fingerprints and ranking of {len(pairs)} pairs: {ranked - start:.1f} s")

@@ -45,14 +45,8 @@ def generated(template, reference, seeds):
     sources = disguise.honest_sources(reference, MNIST_TESTS)
     independent, copies = [], []
     for seed in range(seeds):
-        rng = disguise.seeded(seed)
-        base = {f"h{i}": i % len(sources) for i in range(12)}
-        files = {name: disguise.honest(template, sources[index], sources, rng) for name, index in base.items()}
-        files.update({f"c{i}": disguise.disguise(files[f"h{i}"], rng) for i in range(4)})
-        files['cr'] = disguise.disguise(disguise.honest(template, reference, [], rng), rng)
-        base.update({f"c{i}": base[f"h{i}"] for i in range(4)}, cr=0, **{similarity.REFERENCE: 0})
+        files, base, copied = disguise.corpus(template, reference, sources, disguise.seeded(seed))
         pairs, _ = similarity.rank_pairs(files, {similarity.REFERENCE: reference}, template)
-        copied = [{f"c{i}", f"h{i}"} for i in range(4)] + [{'cr', similarity.REFERENCE}]
         for pair in pairs:
             if {pair.a, pair.b} in copied:
                 copies.append(pair.similarity)

@@ -9,23 +9,19 @@ year's submissions, public solutions of the original course). The given code
 of the template (the one make-kit builds for --sections) is left out: what
 all students received cannot make them similar.
 
-copydetect fingerprints each file: its tokens with identifiers replaced by
-V, function names by F, strings by S, comments and whitespace dropped (so
-renamed variables, rewritten comments and re-indented code still match),
-hashed in k-grams of NOISE characters and winnowed to one hash per WINDOW
-k-grams; k-grams of the template are dropped. Every pair is ranked by the
-share of the smaller file's fingerprints that the other file holds too, a
-matrix product over all files at once; copydetect's detailed comparison,
-which locates the matching regions, runs only for the pairs shown.
-
-The similarity is computed in one process: copydetect hashes with Python's
-salted hash(), so fingerprints of different processes do not compare.
+Each file's own code (its lines that are no line of the given code) is
+tokenized by copydetect: identifiers become V, function names F, strings S,
+comments and whitespace are dropped (so renamed variables, rewritten
+comments and re-indented code still match); it is hashed in k-grams of NOISE
+characters and winnowed by copydetect to one hash per WINDOW k-grams;
+k-grams of the template are dropped. Every pair is ranked by the share of
+the smaller file's fingerprints that the other file holds too, a matrix
+product over all files at once; copydetect's detailed comparison, which
+locates the matching regions, runs only for the pairs shown.
 """
 import argparse
 import csv
 import html
-import io
-import multiprocessing
 import re
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -33,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from copydetect import CodeFingerprint, compare_files
-from copydetect.utils import highlight_overlap
+from copydetect import compare_files
+from copydetect.utils import filter_code, get_token_coverage, highlight_overlap, winnow
 
 from staff.grader import (
     UsageError,
@@ -91,10 +87,39 @@ class Match:
                    len(self.lines(texts[self.pair.b], self.slices_b)))
 
 
+def kgram_hashes(code, k):
+    """Hashes of every k-gram of code, the same in every process and run.
+
+    copydetect hashes k-grams with Python's hash(), salted anew in every
+    process: the same files would get other fingerprints, and slightly other
+    similarities, in every run. Here a polynomial hash over the characters,
+    mixed so that winnowing's minima are spread evenly.
+    """
+    codes = np.frombuffer(code.encode('utf-32-le'), np.uint32).astype(np.uint64)
+    if len(codes) < k:
+        return np.zeros(0, dtype=np.int64)
+    powers = np.uint64(1_000_003) ** np.arange(k - 1, -1, -1, dtype=np.uint64)
+    hashes = (np.lib.stride_tricks.sliding_window_view(codes, k) * powers).sum(axis=1, dtype=np.uint64)
+    hashes ^= hashes >> np.uint64(31)
+    hashes *= np.uint64(0x9E3779B97F4A7C15)
+    hashes ^= hashes >> np.uint64(29)
+    return (hashes >> np.uint64(1)).astype(np.int64)
+
+
 def boilerplate(template):
     """The hashes of every k-gram of the template's tokens."""
-    hashes = CodeFingerprint('template.py', NOISE, 1, fp=io.StringIO(template), language='python').hashes
-    return np.array(sorted(hashes), dtype=np.int64)
+    return np.unique(kgram_hashes(filter_code(template, 'template.py', 'python')[0], NOISE))
+
+
+@dataclass
+class Fingerprint:
+    """What copydetect's compare_files reads of a file (its CodeFingerprint's attributes)."""
+    filtered_code: str  # tokens, identifiers as V, function names as F, strings as S
+    offsets: np.ndarray  # (m, 2): positions in filtered_code, characters dropped before them
+    hashes: set  # the winnowed k-gram hashes
+    hash_idx: dict  # {hash: [its positions in filtered_code]}
+    token_coverage: int  # characters of filtered_code in some fingerprinted k-gram
+    k: int = NOISE
 
 
 @dataclass(frozen=True)
@@ -134,21 +159,19 @@ class OwnCode:
 
 
 def fingerprint(name, text, given, excluded):
-    """copydetect's fingerprint of the file's own code, and that own code."""
+    """The fingerprint of the file's own code (copydetect's tokens and winnowing), and that code."""
     own = OwnCode.of(text, given)
-    found = CodeFingerprint(name, NOISE, WINDOW, excluded, fp=io.StringIO(own.text), language='python')
-    blocked = np.zeros(len(found.filtered_code) + 1, dtype=np.int64)
-    for separator in re.finditer(SEPARATOR, found.filtered_code):
-        blocked[separator.start():separator.end()] = 1
-    reach = np.concatenate([[0], np.cumsum(blocked)])  # reach[j] - reach[i]: separator chars in [i, j)
-    for value, indices in list(found.hash_idx.items()):
-        kept = [i for i in indices if reach[i + NOISE] == reach[i]]
-        if kept:
-            found.hash_idx[value] = kept
-        else:
-            del found.hash_idx[value]
-            found.hashes.discard(value)
-    return found, own
+    code, offsets = filter_code(own.text, name, 'python')
+    hashes, positions = winnow(kgram_hashes(code, NOISE), WINDOW, remove_duplicates=False)
+    separator = np.zeros(len(code) + 1, dtype=np.int64)
+    for found in re.finditer(SEPARATOR, code):
+        separator[found.start():found.end()] = 1
+    reach = np.concatenate([[0], np.cumsum(separator)])  # reach[j] - reach[i]: separator characters in [i, j)
+    kept = (reach[positions + NOISE] == reach[positions]) & ~np.isin(hashes, excluded)
+    where = {}
+    for value, position in zip(hashes[kept].tolist(), positions[kept].tolist()):
+        where.setdefault(value, []).append(position)
+    return Fingerprint(code, offsets, set(where), where, get_token_coverage(where, NOISE, len(code))), own
 
 
 def shared_counts(prints):
@@ -170,17 +193,13 @@ def shared_counts(prints):
 
 
 def fingerprints(texts, template, jobs=1):
-    """{name: (CodeFingerprint, OwnCode)} of {name: source text}, in `jobs` processes.
-
-    The processes are forked, so they share this one's hash() salt.
-    """
+    """{name: (Fingerprint, OwnCode)} of {name: source text}, in `jobs` processes."""
     excluded = boilerplate(template)
     given = {line.strip() for line in template.splitlines()}
     names = list(texts)
     if jobs < 2 or len(names) < 2 * jobs:
         return {name: fingerprint(name, texts[name], given, excluded) for name in names}
-    context = multiprocessing.get_context('fork')
-    with ProcessPoolExecutor(jobs, mp_context=context) as pool:
+    with ProcessPoolExecutor(jobs) as pool:
         found = pool.map(fingerprint, names, [texts[name] for name in names],
                          [given] * len(names), [excluded] * len(names), chunksize=8)
         return dict(zip(names, found))
@@ -190,7 +209,7 @@ def rank_pairs(submissions, others, template, jobs=1):
     """Every pair of submissions and every submission with every other file, most similar first.
 
     submissions, others: {name: source text}; template: the given code to leave out.
-    Returns (pairs, prints): [Pair], {name: (CodeFingerprint, OwnCode)}.
+    Returns (pairs, prints): [Pair], {name: (Fingerprint, OwnCode)}.
     """
     names = list(submissions) + list(others)
     prints = fingerprints({**submissions, **others}, template, jobs)
@@ -206,25 +225,35 @@ def rank_pairs(submissions, others, template, jobs=1):
     return pairs, prints
 
 
-def match(pair, prints):
+def match(pair, prints, texts):
     """copydetect's detailed comparison of a pair: where the matching regions are."""
     (print_a, own_a), (print_b, own_b) = prints[pair.a], prints[pair.b]
     _, _, (slices_a, slices_b) = compare_files(print_a, print_b)
     if not len(slices_a):
         return Match(pair, np.zeros((2, 0), dtype=int), np.zeros((2, 0), dtype=int))
-    return Match(pair, in_file(slices_a, own_a), in_file(slices_b, own_b))
+    return Match(pair, in_file(slices_a, own_a, texts[pair.a]), in_file(slices_b, own_b, texts[pair.b]))
 
 
-def in_file(slices, own):
-    """Slices of own code as slices of the file: a slice across left-out given code is split."""
+def in_file(slices, own, text):
+    """Slices of own code as slices of the file, widened to whole lines (from their first
+    non-blank character); a slice across left-out given code is split there."""
     pieces = []
     for start, end in np.asarray(slices, dtype=int).T:
         positions = own.position[start:end]
         breaks = np.flatnonzero(np.diff(positions) != 1) + 1
         for run in np.split(positions, breaks):
             if len(run):
-                pieces.append((run[0], run[-1] + 1))
-    return np.array(pieces, dtype=int).T.reshape(2, -1)
+                first = text.rfind('\n', 0, run[0]) + 1
+                first += len(text[first:run[0]]) - len(text[first:run[0]].lstrip())
+                last = text.find('\n', run[-1])
+                pieces.append((first, len(text) if last < 0 else last))
+    merged = []
+    for first, last in sorted(pieces):
+        if merged and first <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(last, merged[-1][1]))
+        else:
+            merged.append((first, last))
+    return np.array(merged, dtype=int).T.reshape(2, -1)
 
 
 @dataclass(frozen=True)
@@ -254,7 +283,8 @@ def similarity_report(submissions, template, others=None, top=TOP, jobs=1):
     """
     others = others or {}
     pairs, prints = rank_pairs(submissions, others, template, jobs)
-    return Report(pairs, [match(pair, prints) for pair in pairs[:top]], {**submissions, **others})
+    texts = {**submissions, **others}
+    return Report(pairs, [match(pair, prints, texts) for pair in pairs[:top]], texts)
 
 
 # ================================== Output ==================================

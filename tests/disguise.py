@@ -18,6 +18,7 @@ from pathlib import Path
 from mutants import VARIANTS
 
 from staff.kit import parse_solution
+from staff.similarity import REFERENCE as REFERENCE_NAME
 
 KIT = Path(__file__).resolve().parent.parent
 HONEST = sorted((KIT / 'tests' / 'similarity').glob('honest_*.py'))
@@ -81,7 +82,8 @@ def honest(template, base, sources, rng):
 def rename(text, rng):
     """Every assigned name and argument but self renamed, the same way everywhere."""
     tree = ast.parse(text)
-    names = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)}
+    names = {node.id for node in ast.walk(tree)
+             if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)}
     names |= {node.arg for node in ast.walk(tree) if isinstance(node, ast.arg)} - {'self'}
     new = {name: f"{rng.choice(WORDS)}_{index}" for index, name in enumerate(sorted(names))}
     tokens = list(tokenize.generate_tokens(io.StringIO(text).readline))
@@ -153,6 +155,25 @@ def recomment(text, rng):
 def disguise(text, rng):
     """A disguised copy of text: renamed, reordered, re-commented."""
     return recomment(reorder(rename(text, rng), rng), rng)
+
+
+def corpus(template, reference, sources, rng, honest_count=12, copied_count=4):
+    """A generated course: (files {name: text}, base {name: its independent source}, copies).
+
+    honest_count independent solutions (bases cycling through `sources`),
+    disguised copies of the first copied_count of them and one of the
+    reference; copies: the {copy, original} pairs, the copy of the reference
+    paired with REFERENCE_NAME, the name the reference must get among the files.
+    """
+    base = {f"honest{i}": i % len(sources) for i in range(honest_count)}
+    files = {name: honest(template, sources[index], sources, rng) for name, index in base.items()}
+    copies = []
+    for i in range(copied_count):
+        files[f"copy{i}"], base[f"copy{i}"] = disguise(files[f"honest{i}"], rng), base[f"honest{i}"]
+        copies.append({f"copy{i}", f"honest{i}"})
+    files['copy_of_reference'] = disguise(honest(template, reference, [], rng), rng)
+    base.update(copy_of_reference=0, **{REFERENCE_NAME: 0})
+    return files, base, copies + [{'copy_of_reference', REFERENCE_NAME}]
 
 
 def honest_sources(reference, tests):

@@ -2,6 +2,7 @@
 solutions; the command's table, CSV and HTML; its usage errors."""
 import csv
 import html
+import json
 import subprocess
 import sys
 
@@ -42,16 +43,9 @@ def similarities(submissions, template):
 def test_disguised_copies_rank_above_every_independent_pair(template, sources, seed):
     """12 independent solutions (bases: the reference and honest_*.py, short formulas shared
     at random), a disguised copy of 4 of them and one of the reference."""
-    rng = disguise.seeded(seed)
-    base = {f"honest{i}": i % len(sources) for i in range(12)}
-    submissions = {name: disguise.honest(template, sources[index], sources, rng) for name, index in base.items()}
-    copied = {f"copy{i}": f"honest{i}" for i in range(4)}
-    submissions.update({copy: disguise.disguise(submissions[original], rng) for copy, original in copied.items()})
-    submissions['copy_of_reference'] = disguise.disguise(disguise.honest(template, REFERENCE, [], rng), rng)
-    base.update({copy: base[original] for copy, original in copied.items()})
-    base.update(copy_of_reference=0, **{similarity.REFERENCE: 0})
-    found = similarities(submissions, template)
-    copies = [found[frozenset(pair)] for pair in [*copied.items(), ('copy_of_reference', similarity.REFERENCE)]]
+    files, base, copied = disguise.corpus(template, REFERENCE, sources, disguise.seeded(seed))
+    found = similarities(files, template)
+    copies = [found[frozenset(pair)] for pair in copied]
     independent = {pair: value for pair, value in found.items() if len({base[name] for name in pair}) == 2}
     worst = max(independent, key=independent.get)
     assert min(copies) >= similarity.THRESHOLD > independent[worst], (copies, worst, independent[worst])
@@ -77,7 +71,8 @@ def test_each_disguise_alone_still_matches(template, sources, change):
     original = disguise.honest(template, sources[1], sources, disguise.seeded(0))
     changed = change(original, disguise.seeded(1))
     assert changed != original
-    assert similarities({'original': original, 'changed': changed}, template)[frozenset({'original', 'changed'})] >= 90
+    found = similarities({'original': original, 'changed': changed}, template)
+    assert found[frozenset({'original', 'changed'})] >= 90
 
 
 @pytest.fixture(scope='module')
@@ -146,3 +141,20 @@ def test_usage_errors_are_one_line(course, args, message):
     result = run(*args, cwd=root)
     assert result.returncode == 2
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_the_report_is_plain_data_for_a_background_worker(template, sources):
+    """similarity_report() on texts in memory, as the checking service's worker calls it:
+    its JSON holds every pair ranked and the shown pairs' regions, whole lines of each file."""
+    rng = disguise.seeded(3)
+    ann = disguise.honest(template, sources[1], sources, rng)
+    submissions = {'ann': ann, 'cid': disguise.disguise(ann, rng),
+                   'bob': disguise.honest(template, sources[2], sources, rng)}
+    report = similarity.similarity_report(submissions, template, {similarity.REFERENCE: REFERENCE}, top=2)
+    data = json.loads(json.dumps(report.to_json()))
+    assert [pair[:2] for pair in data['pairs'][:1]] == [['ann', 'cid']] and len(data['pairs']) == 6
+    assert len(data['shown']) == 2 and data['shown'][0]['similarity'] >= similarity.THRESHOLD
+    for name, regions in (('ann', data['shown'][0]['regions_a']), ('cid', data['shown'][0]['regions_b'])):
+        text = submissions[name]
+        assert regions and all(text[end] == '\n' and text[start - 1] in ' \n' for start, end in regions)
+    assert 'ann ~ cid' in similarity.side_by_side(report.matches[0], report.texts)
