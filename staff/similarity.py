@@ -23,7 +23,6 @@ import argparse
 import csv
 import html
 import re
-import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,14 +31,9 @@ import numpy as np
 from copydetect import compare_files
 from copydetect.utils import filter_code, get_token_coverage, highlight_overlap, winnow
 
-from staff.grader import (
-    UsageError,
-    add_reference_argument,
-    cores,
-    find_submissions,
-    find_table,
-)
-from staff.kit import KitError, make_template
+from staff.cli import UsageError, add_reference_argument, find_table
+from staff.grader import cores, find_submissions
+from staff.kit import make_template
 from staff.points import STANDARD_TABLE
 
 NOISE = 25  # characters of tokenized code: shorter matches are never reported
@@ -413,25 +407,20 @@ def add_arguments(parser):
 
 
 def main(args):
-    """./run.py similarity: returns the exit status."""
-    try:
-        if not args.submissions.is_dir():
-            raise UsageError(f"{args.submissions}: not a directory of submissions")
-        if args.top < 1:
-            raise UsageError(f"--top {args.top}: give at least 1")
-        check_output('--html', args.html)
-        check_output('--csv', args.csv)
-        submissions = {student: read_text(path)
-                       for student, path in sorted(find_submissions(args.submissions).items())}
-        others = {REFERENCE: read_text(args.reference)}
-        if args.against:
-            others.update(against_files(args.against))
-        table = find_table(args.sections)
-        template = '\n'.join([make_template(others[REFERENCE], table, args.reference),
-                              *(read_text(path) for path in args.given)])
-    except (UsageError, KitError) as error:
-        print(f"./run.py similarity: {error}", file=sys.stderr)
-        return 2
+    """./run.py similarity: returns the exit status; usage problems are raised as UsageError."""
+    if not args.submissions.is_dir():
+        raise UsageError(f"{args.submissions}: not a directory of submissions")
+    if args.top < 1:
+        raise UsageError(f"--top {args.top}: give at least 1")
+    check_output('--html', args.html)
+    check_output('--csv', args.csv)
+    submissions = {student: read_text(path)
+                   for student, path in sorted(find_submissions(args.submissions).items())}
+    others = {REFERENCE: read_text(args.reference)}
+    if args.against:
+        others.update(against_files(args.against))
+    template = '\n'.join([make_template(others[REFERENCE], find_table(args.sections), args.reference),
+                          *(read_text(path) for path in args.given)])
     report = similarity_report(submissions, template, others, args.top, max(args.jobs, 1))
     print(text_table(report))
     likely = sum(pair.likely_copy for pair in report.pairs)
