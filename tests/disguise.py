@@ -177,7 +177,10 @@ def corpus(template, reference, sources, rng, honest_count=12, copied_count=4):
 
 
 def honest_sources(reference, tests):
-    """Independently written solutions: the reference (its correct variants applied), honest_*.py."""
+    """Independently written solutions: the reference (its correct variants applied), honest_*.py.
+
+    Only their regions are used (honest() fills them into the current template).
+    """
     return [with_variants(reference, tests)] + [path.read_text() for path in HONEST]
 
 

@@ -51,6 +51,16 @@ def test_disguised_copies_rank_above_every_independent_pair(template, sources, s
     assert min(copies) >= similarity.THRESHOLD > independent[worst], (copies, worst, independent[worst])
 
 
+@pytest.mark.parametrize('path', disguise.HONEST, ids=lambda path: path.name)
+def test_the_independent_solutions_are_correct(template, path, tmp_path):
+    """tests/similarity/honest_*.py, filled into the current template, pass the MNIST part's tests."""
+    (tmp_path / 'solution.py').write_text(disguise.fill(template, disguise.region_bodies(path.read_text())))
+    solution = common.load_solution(tmp_path / 'solution.py', name=f"independent_{path.stem}")
+    fixtures = common.find_fixtures()
+    assert {test: common.run_test(fixtures[test], solution).verdict for test in MNIST_TESTS} == \
+        dict.fromkeys(MNIST_TESTS, 'passed')
+
+
 def test_the_same_short_formulas_do_not_match(template, sources):
     """Two independent solutions that fill the regions the reference fills with one line
     (ReLU, Dense.forward, the cross-entropy, SGD) with the reference's lines: far below
