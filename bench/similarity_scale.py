@@ -9,14 +9,16 @@ reordered, comments rewritten), then times the similarity report: all pairs
 ranked from fingerprints, the --top pairs compared in detail and rendered as
 HTML, the reference compared with every submission.
 
-    python bench/similarity_scale.py [--count 300] [--top 50] [--seed 0] [--jobs N]
+    python bench/similarity_scale.py [--count 300] [--top 50] [--seed 0] [--jobs N] [--cli]
 """
 import argparse
 import ast
 import os
 import random
 import resource
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -70,6 +72,8 @@ def main():
     parser.add_argument('--top', type=int, default=similarity.TOP)
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--jobs', type=int, default=cores(), help='fingerprinting processes (default: cores)')
+    parser.add_argument('--cli', action='store_true',
+                        help='also time ./run.py similarity on the submissions written to a folder')
     args = parser.parse_args()
     rng = random.Random(args.seed)
     reference = (KIT / 'solution.py').read_text()
@@ -90,6 +94,21 @@ def main():
           f"({len(page) / 2**20:.1f} MiB)")
     print(f"total: {done - start:.1f} s wall (target: under 120 s), {cpu_seconds() - cpu:.1f} s of CPU "
           f"in {args.jobs} processes; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    if args.cli:
+        run_command(submissions, args)
+
+
+def run_command(submissions, args):
+    """Times ./run.py similarity on the submissions written to a folder, as a grader runs it."""
+    with tempfile.TemporaryDirectory() as folder:
+        for student, text in submissions.items():
+            (Path(folder) / f"{student}.py").write_text(text)
+        command = [sys.executable, str(KIT / 'run.py'), 'similarity', folder, '--top', str(args.top),
+                   '--jobs', str(args.jobs), '--csv', f"{folder}/pairs.csv", '--html', f"{folder}/report.html"]
+        start, cpu = time.perf_counter(), cpu_seconds()
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        print(f"./run.py similarity on the folder, with --csv and --html: {time.perf_counter() - start:.1f} s "
+              f"wall, {cpu_seconds() - cpu:.1f} s of CPU; load average {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == '__main__':
