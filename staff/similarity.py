@@ -32,7 +32,7 @@ from copydetect import compare_files
 from copydetect.utils import filter_code, get_token_coverage, highlight_overlap, winnow
 
 from staff.cli import UsageError, add_reference_argument, find_table
-from staff.grader import cores, find_submissions
+from staff.grader import cores, find_submissions, printable
 from staff.kit import make_template
 from staff.points import STANDARD_TABLE
 
@@ -301,12 +301,12 @@ def csv_rows(report):
 
 
 def text_table(report):
-    """The shown pairs as a text table."""
+    """The shown pairs as a text table (control characters of file names escaped)."""
     lines = [f"{'rank':>4}  {'similarity':>10}  {'lines':>5}  pair"]
     for rank, found in enumerate(report.matches, 1):
         mark = '  likely copy' if found.pair.likely_copy else ''
         lines.append(f"{rank:4}  {found.pair.similarity:9.1f}%  {found.matching_lines(report.texts):5}  "
-                     f"{found.pair.a}  ~  {found.pair.b}{mark}")
+                     f"{printable(found.pair.a)}  ~  {printable(found.pair.b)}{mark}")
     return '\n'.join(lines)
 
 
