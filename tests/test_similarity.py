@@ -76,7 +76,13 @@ def blank_lines(text, rng):
     return '\n\n'.join(text.splitlines()) + '\n'
 
 
-@pytest.mark.parametrize('change', [disguise.rename, disguise.reorder, disguise.recomment, blank_lines])
+def reindent(text, rng):
+    """Indented by 2 spaces a level instead of 4."""
+    return ''.join(line[(len(line) - len(line.lstrip(' '))) // 2:] for line in text.splitlines(keepends=True))
+
+
+@pytest.mark.parametrize('change', [disguise.rename, disguise.reorder, disguise.recomment, blank_lines,
+                                    reindent])
 def test_each_disguise_alone_still_matches(template, sources, change):
     original = disguise.honest(template, sources[1], sources, disguise.seeded(0))
     changed = change(original, disguise.seeded(1))
