@@ -104,11 +104,13 @@ def run_command(submissions, args):
         for student, text in submissions.items():
             (Path(folder) / f"{student}.py").write_text(text)
         command = [sys.executable, str(KIT / 'run.py'), 'similarity', folder, '--top', str(args.top),
-                   '--jobs', str(args.jobs), '--csv', f"{folder}/pairs.csv", '--html', f"{folder}/report.html"]
+                   '--jobs', str(args.jobs), '--csv', f"{folder}/pairs.csv",
+                   '--html', f"{folder}/report.html"]
         start, cpu = time.perf_counter(), cpu_seconds()
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-        print(f"./run.py similarity on the folder, with --csv and --html: {time.perf_counter() - start:.1f} s "
-              f"wall, {cpu_seconds() - cpu:.1f} s of CPU; load average {os.getloadavg()[0]:.1f}")
+        print(f"./run.py similarity on the folder, with --csv and --html: "
+              f"{time.perf_counter() - start:.1f} s wall, {cpu_seconds() - cpu:.1f} s of CPU; "
+              f"load average {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == '__main__':

@@ -60,8 +60,9 @@ def public(template, reference, folder):
     files = {path.stem: path.read_text() for path in sorted(Path(folder).glob('*.py'))}
     shared = set.intersection(*({line.strip() for line in text.splitlines()} for text in files.values()))
     given = template + '\n'.join(shared)
-    others = {similarity.REFERENCE: reference, **{
-        path.stem: disguise.fill(template, disguise.region_bodies(path.read_text())) for path in disguise.HONEST}}
+    honest = {path.stem: disguise.fill(template, disguise.region_bodies(path.read_text()))
+              for path in disguise.HONEST}
+    others = {similarity.REFERENCE: reference, **honest}
     rng = disguise.seeded(0)
     copies = {f"copy of {name}": disguise.disguise(text, rng) for name, text in files.items()}
     pairs, _ = similarity.rank_pairs({**files, **copies}, others, given)
