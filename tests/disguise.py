@@ -160,12 +160,15 @@ def disguise(text, rng):
 def corpus(template, reference, sources, rng, honest_count=12, copied_count=4):
     """A generated course: (files {name: text}, base {name: its independent source}, copies).
 
-    honest_count independent solutions (bases cycling through `sources`),
+    honest_count independent solutions (bases cycling through those of `sources`
+    that fill every region of the template; the others lend short formulas),
     disguised copies of the first copied_count of them and one of the
     reference; copies: the {copy, original} pairs, the copy of the reference
     paired with REFERENCE_NAME, the name the reference must get among the files.
     """
-    base = {f"honest{i}": i % len(sources) for i in range(honest_count)}
+    keys = {key for key, _ in numbered_regions(template.splitlines())}
+    bases = [index for index, source in enumerate(sources) if keys <= region_bodies(source).keys()]
+    base = {f"honest{i}": bases[i % len(bases)] for i in range(honest_count)}
     files = {name: honest(template, sources[index], sources, rng) for name, index in base.items()}
     copies = []
     for i in range(copied_count):

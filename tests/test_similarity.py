@@ -16,6 +16,8 @@ from staff.kit import make_template
 
 REFERENCE = (common.KIT_DIR / 'solution.py').read_text()
 MNIST_TESTS = {'relu', 'softmax', 'dense', 'crossentropy', 'sgd', 'momentum'}
+STANDARD = find_table('standard')
+QUICK_STANDARD = [test for _, test in STANDARD.numbered_tests() if test not in ('mnist', 'cifar')]
 
 
 def run(*args, cwd=common.KIT_DIR):
@@ -31,6 +33,11 @@ def template():
 @pytest.fixture(scope='module')
 def sources():
     return disguise.honest_sources(REFERENCE, MNIST_TESTS)
+
+
+@pytest.fixture(scope='module')
+def standard_template():
+    return make_template(REFERENCE, STANDARD)
 
 
 def similarities(submissions, template):
@@ -52,13 +59,26 @@ def test_disguised_copies_rank_above_every_independent_pair(template, sources, s
 
 
 @pytest.mark.parametrize('path', disguise.HONEST, ids=lambda path: path.name)
-def test_the_independent_solutions_are_correct(template, path, tmp_path):
-    """tests/similarity/honest_*.py, filled into the current template, pass the MNIST part's tests."""
-    (tmp_path / 'solution.py').write_text(disguise.fill(template, disguise.region_bodies(path.read_text())))
+def test_the_independent_solutions_are_correct(standard_template, path, tmp_path):
+    """tests/similarity/honest_*.py, their regions in the current template (the reference's
+    where they have none), pass every quick test of the standard table."""
+    bodies = {**disguise.region_bodies(REFERENCE), **disguise.region_bodies(path.read_text())}
+    (tmp_path / 'solution.py').write_text(disguise.fill(standard_template, bodies))
     solution = common.load_solution(tmp_path / 'solution.py', name=f"independent_{path.stem}")
     fixtures = common.find_fixtures()
-    assert {test: common.run_test(fixtures[test], solution).verdict for test in MNIST_TESTS} == \
-        dict.fromkeys(MNIST_TESTS, 'passed')
+    assert {test: common.run_test(fixtures[test], solution).verdict for test in QUICK_STANDARD} == \
+        dict.fromkeys(QUICK_STANDARD, 'passed')
+
+
+def test_disguised_copies_rank_above_independent_pairs_of_the_whole_course(standard_template):
+    """The same for the standard table, whose independent bases are the reference and
+    honest_a.py (honest_b.py lends its short formulas)."""
+    sources = disguise.honest_sources(REFERENCE, set(QUICK_STANDARD))
+    files, base, copied = disguise.corpus(standard_template, REFERENCE, sources, disguise.seeded(0), 6, 2)
+    found = similarities(files, standard_template)
+    copies = [found[frozenset(pair)] for pair in copied]
+    independent = [value for pair, value in found.items() if len({base[name] for name in pair}) == 2]
+    assert min(copies) >= similarity.THRESHOLD > max(independent), (copies, max(independent))
 
 
 def test_the_same_short_formulas_do_not_match(template, sources):
