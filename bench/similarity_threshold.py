@@ -3,13 +3,15 @@
 
 Prints the similarity of independently written solutions and of disguised
 copies (identifiers renamed, functions and methods reordered, comments
-rewritten) in two corpora of the MNIST part (sections 2.1.1-2.4):
+rewritten) in these corpora:
 
-  generated  for --seeds seeds, the corpus of tests/test_similarity.py: 12
-             independent solutions (bases: the reference with its correct
-             variants and tests/similarity/honest_*.py; short formulas shared at
-             random), disguised copies of 4 of them and of the reference
-  --public   a folder of solution.py files written independently of each other
+  generated  for --seeds seeds and the mnist and standard tables, the corpus
+             of tests/test_similarity.py: 12 independent solutions (bases: the
+             reference with its correct variants and those of
+             tests/similarity/honest_*.py that fill every region; short formulas
+             shared at random), disguised copies of 4 of them and of the
+             reference
+  --public   (the MNIST part) a folder of solution.py files written independently of each other
              and of this kit (e.g. public ones of the original course; keep
              them out of the repository), each compared with the others, with
              the reference and with tests/similarity/honest_*.py, and with a
@@ -40,9 +42,9 @@ def summary(label, values):
           f"max {values[-1]:5.1f}%")
 
 
-def generated(template, reference, seeds):
+def generated(template, reference, tests, seeds):
     """(independent pairs' similarities, copies' similarities) over the seeds."""
-    sources = disguise.honest_sources(reference, MNIST_TESTS)
+    sources = disguise.honest_sources(reference, tests)
     independent, copies = [], []
     for seed in range(seeds):
         files, base, copied = disguise.corpus(template, reference, sources, disguise.seeded(seed))
@@ -83,10 +85,13 @@ def main():
     reference = (KIT / 'solution.py').read_text()
     template = make_template(reference, find_table('mnist'))
     print(f"similarity threshold now {similarity.THRESHOLD}%")
-    independent, copies = generated(template, reference, args.seeds)
-    print(f"generated corpus, {args.seeds} seeds:")
-    summary('independent pairs', independent)
-    summary('disguised copies', copies)
+    for name in ('mnist', 'standard'):
+        table = find_table(name)
+        tests = {test for section in table.sections for test in section.tests}
+        independent, copies = generated(make_template(reference, table), reference, tests, args.seeds)
+        print(f"generated corpus of the {name} table, {args.seeds} seeds:")
+        summary('independent pairs', independent)
+        summary('disguised copies', copies)
     if args.public:
         independent, copies = public(template, reference, args.public)
         print(f"{args.public}:")
