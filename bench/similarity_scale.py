@@ -25,16 +25,17 @@ from pathlib import Path
 KIT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(KIT), str(KIT / 'tests')]
 
-import disguise
-from mutants import VARIANTS
+import disguise  # noqa: E402
+from mutants import VARIANTS  # noqa: E402
 
-from staff import similarity
-from staff.grader import cores, find_table
-from staff.kit import make_template
+from staff import similarity  # noqa: E402
+from staff.cli import find_table  # noqa: E402
+from staff.grader import cores  # noqa: E402
+from staff.kit import make_template  # noqa: E402
 
 
 def own_lines(text, count, rng):
-    """text with `count` lines of a student's own inserted before random statements of its regions."""
+    """text with `count` lines of the student's own, each before a random statement of a region."""
     lines = text.splitlines()
     regions = [region for _, region in disguise.numbered_regions(lines)]
     statements = [node for node in ast.walk(ast.parse(text)) if isinstance(node, ast.stmt)
@@ -62,8 +63,8 @@ def submission(reference, rng):
 
 def cpu_seconds():
     """CPU time of this process and its finished children."""
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    usages = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return sum(usage.ru_utime + usage.ru_stime for usage in usages)
 
 
 def main():
@@ -71,7 +72,8 @@ def main():
     parser.add_argument('--count', type=int, default=300)
     parser.add_argument('--top', type=int, default=similarity.TOP)
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--jobs', type=int, default=cores(), help='fingerprinting processes (default: cores)')
+    parser.add_argument('--jobs', type=int, default=cores(),
+                        help='fingerprinting processes (default: cores)')
     parser.add_argument('--cli', action='store_true',
                         help='also time ./run.py similarity on the submissions written to a folder')
     args = parser.parse_args()
@@ -82,7 +84,8 @@ def main():
     lines = sum(text.count('\n') for text in submissions.values()) / args.count
     print(f"{args.count} generated submissions, {lines:.0f} lines each on average")
     start, cpu = time.perf_counter(), cpu_seconds()
-    pairs, prints = similarity.rank_pairs(submissions, {similarity.REFERENCE: reference}, template, args.jobs)
+    others = {similarity.REFERENCE: reference}
+    pairs, prints = similarity.rank_pairs(submissions, others, template, args.jobs)
     ranked = time.perf_counter()
     texts = {**submissions, similarity.REFERENCE: reference}
     matches = [similarity.match(pair, prints, texts) for pair in pairs[:args.top]]
@@ -92,8 +95,9 @@ def main():
     print(f"fingerprints and ranking of {len(pairs)} pairs: {ranked - start:.1f} s")
     print(f"detailed comparison and HTML of the top {args.top}: {done - ranked:.1f} s "
           f"({len(page) / 2**20:.1f} MiB)")
-    print(f"total: {done - start:.1f} s wall (target: under 120 s), {cpu_seconds() - cpu:.1f} s of CPU "
-          f"in {args.jobs} processes; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(f"total: {done - start:.1f} s wall (target: under 120 s), "
+          f"{cpu_seconds() - cpu:.1f} s of CPU in {args.jobs} processes; "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     if args.cli:
         run_command(submissions, args)
 
@@ -103,8 +107,8 @@ def run_command(submissions, args):
     with tempfile.TemporaryDirectory() as folder:
         for student, text in submissions.items():
             (Path(folder) / f"{student}.py").write_text(text)
-        command = [sys.executable, str(KIT / 'run.py'), 'similarity', folder, '--top', str(args.top),
-                   '--jobs', str(args.jobs), '--csv', f"{folder}/pairs.csv",
+        command = [sys.executable, str(KIT / 'run.py'), 'similarity', folder,
+                   '--top', str(args.top), '--jobs', str(args.jobs), '--csv', f"{folder}/pairs.csv",
                    '--html', f"{folder}/report.html"]
         start, cpu = time.perf_counter(), cpu_seconds()
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL)

@@ -27,19 +27,19 @@ from pathlib import Path
 KIT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(KIT), str(KIT / 'tests')]
 
-import disguise
+import disguise  # noqa: E402
 
-from staff import similarity
-from staff.grader import find_table
-from staff.kit import make_template
+from staff import similarity  # noqa: E402
+from staff.cli import find_table  # noqa: E402
+from staff.kit import make_template  # noqa: E402
 
 MNIST_TESTS = {'relu', 'softmax', 'dense', 'crossentropy', 'sgd', 'momentum'}
 
 
 def summary(label, values):
     values = sorted(values)
-    print(f"  {label:34} n={len(values):4}  min {values[0]:5.1f}%  median {values[len(values) // 2]:5.1f}%  "
-          f"max {values[-1]:5.1f}%")
+    print(f"  {label:34} n={len(values):4}  min {values[0]:5.1f}%  "
+          f"median {values[len(values) // 2]:5.1f}%  max {values[-1]:5.1f}%")
 
 
 def generated(template, reference, tests, seeds):
@@ -60,7 +60,8 @@ def generated(template, reference, tests, seeds):
 def public(template, reference, folder):
     """(independent pairs' similarities, copies' similarities) of the files in folder."""
     files = {path.stem: path.read_text() for path in sorted(Path(folder).glob('*.py'))}
-    shared = set.intersection(*({line.strip() for line in text.splitlines()} for text in files.values()))
+    shared = set.intersection(*({line.strip() for line in text.splitlines()}
+                                for text in files.values()))
     given = template + '\n'.join(shared)
     honest = {path.stem: disguise.fill(template, disguise.region_bodies(path.read_text()))
               for path in disguise.HONEST}
@@ -88,7 +89,8 @@ def main():
     for name in ('mnist', 'standard'):
         table = find_table(name)
         tests = {test for section in table.sections for test in section.tests}
-        independent, copies = generated(make_template(reference, table), reference, tests, args.seeds)
+        template = make_template(reference, table)
+        independent, copies = generated(template, reference, tests, args.seeds)
         print(f"generated corpus of the {name} table, {args.seeds} seeds:")
         summary('independent pairs', independent)
         summary('disguised copies', copies)

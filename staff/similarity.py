@@ -93,7 +93,8 @@ def kgram_hashes(code, k):
     if len(codes) < k:
         return np.zeros(0, dtype=np.int64)
     powers = np.uint64(1_000_003) ** np.arange(k - 1, -1, -1, dtype=np.uint64)
-    hashes = (np.lib.stride_tricks.sliding_window_view(codes, k) * powers).sum(axis=1, dtype=np.uint64)
+    windows = np.lib.stride_tricks.sliding_window_view(codes, k)
+    hashes = (windows * powers).sum(axis=1, dtype=np.uint64)
     hashes ^= hashes >> np.uint64(31)
     hashes *= np.uint64(0x9E3779B97F4A7C15)
     hashes ^= hashes >> np.uint64(29)
@@ -149,7 +150,8 @@ class OwnCode:
                 positions.append(np.arange(offset, offset + len(line)))
                 separated = False
             offset += len(line)
-        return cls(''.join(parts), np.concatenate(positions + [np.array([offset])]).astype(np.int64))
+        position = np.concatenate(positions + [np.array([offset])]).astype(np.int64)
+        return cls(''.join(parts), position)
 
 
 def fingerprint(name, text, given, excluded):
@@ -160,18 +162,21 @@ def fingerprint(name, text, given, excluded):
     separator = np.zeros(len(code) + 1, dtype=np.int64)
     for found in re.finditer(SEPARATOR, code):
         separator[found.start():found.end()] = 1
-    reach = np.concatenate([[0], np.cumsum(separator)])  # reach[j] - reach[i]: separator characters in [i, j)
+    reach = np.concatenate([[0], np.cumsum(separator)])  # reach[j] - reach[i]: separators in [i, j)
     kept = (reach[positions + NOISE] == reach[positions]) & ~np.isin(hashes, excluded)
     where = {}
     for value, position in zip(hashes[kept].tolist(), positions[kept].tolist()):
         where.setdefault(value, []).append(position)
-    return Fingerprint(code, offsets, set(where), where, get_token_coverage(where, NOISE, len(code))), own
+    coverage = get_token_coverage(where, NOISE, len(code))
+    return Fingerprint(code, offsets, set(where), where, coverage), own
 
 
 def shared_counts(prints):
     """(files, files) matrix of the number of fingerprints each two files have in common."""
-    owners = np.concatenate([np.full(len(p.hashes), i) for i, p in enumerate(prints)]).astype(np.int64)
-    hashes = np.concatenate([np.fromiter(p.hashes, np.int64, len(p.hashes)) for p in prints])
+    owners = np.concatenate([np.full(len(found.hashes), index, dtype=np.int64)
+                             for index, found in enumerate(prints)])
+    hashes = np.concatenate([np.fromiter(found.hashes, np.int64, len(found.hashes))
+                             for found in prints])
     _, column, count = np.unique(hashes, return_inverse=True, return_counts=True)
     common_to_some = count[column] > 1  # a hash of one file only adds nothing
     owners, column = owners[common_to_some], column[common_to_some]
@@ -225,7 +230,8 @@ def match(pair, prints, texts):
     _, _, (slices_a, slices_b) = compare_files(print_a, print_b)
     if not len(slices_a):
         return Match(pair, np.zeros((2, 0), dtype=int), np.zeros((2, 0), dtype=int))
-    return Match(pair, in_file(slices_a, own_a, texts[pair.a]), in_file(slices_b, own_b, texts[pair.b]))
+    return Match(pair, in_file(slices_a, own_a, texts[pair.a]),
+                 in_file(slices_b, own_b, texts[pair.b]))
 
 
 def in_file(slices, own, text):
@@ -265,7 +271,8 @@ class Report:
                 'shown': [{'student_a': found.pair.a, 'student_b': found.pair.b,
                            'similarity': found.pair.similarity,
                            'matching_lines': found.matching_lines(self.texts),
-                           'regions_a': found.slices_a.T.tolist(), 'regions_b': found.slices_b.T.tolist()}
+                           'regions_a': found.slices_a.T.tolist(),
+                           'regions_b': found.slices_b.T.tolist()}
                           for found in self.matches]}
 
 
@@ -287,17 +294,20 @@ def compare(pairs, texts, template):
     The fingerprints are deterministic, so a pair's regions are those the
     whole report would give it.
     """
-    prints = fingerprints({name: texts[name] for pair in pairs for name in (pair.a, pair.b)}, template)
+    names = {name for pair in pairs for name in (pair.a, pair.b)}
+    prints = fingerprints({name: texts[name] for name in names}, template)
     return [match(pair, prints, texts) for pair in pairs]
 
 
 # ================================== Output ==================================
 
 def csv_rows(report):
-    """student_a, student_b, similarity (%), matching_lines of the shown pairs, most similar first."""
+    """student_a, student_b, similarity (%), matching_lines of the shown pairs, most similar
+    first."""
     yield ['student_a', 'student_b', 'similarity', 'matching_lines']
     for found in report.matches:
-        yield [found.pair.a, found.pair.b, f"{found.pair.similarity:g}", found.matching_lines(report.texts)]
+        yield [found.pair.a, found.pair.b, f"{found.pair.similarity:g}",
+               found.matching_lines(report.texts)]
 
 
 def text_table(report):
@@ -305,8 +315,9 @@ def text_table(report):
     lines = [f"{'rank':>4}  {'similarity':>10}  {'lines':>5}  pair"]
     for rank, found in enumerate(report.matches, 1):
         mark = '  likely copy' if found.pair.likely_copy else ''
-        lines.append(f"{rank:4}  {found.pair.similarity:9.1f}%  {found.matching_lines(report.texts):5}  "
-                     f"{printable(found.pair.a)}  ~  {printable(found.pair.b)}{mark}")
+        pair, matching = found.pair, found.matching_lines(report.texts)
+        lines.append(f"{rank:4}  {pair.similarity:9.1f}%  {matching:5}  "
+                     f"{printable(pair.a)}  ~  {printable(pair.b)}{mark}")
     return '\n'.join(lines)
 
 
@@ -335,21 +346,25 @@ def highlighted(text, slices):
 def side_by_side(found, texts, heading='h2', anchor=''):
     """HTML of one pair: a heading, then both files side by side with their matches marked."""
     pair = found.pair
-    files = ''.join(f'<div class="file"><h3>{html.escape(name)}</h3>{highlighted(texts[name], slices)}</div>'
+    files = ''.join(f'<div class="file"><h3>{html.escape(name)}</h3>'
+                    f'{highlighted(texts[name], slices)}</div>'
                     for name, slices in ((pair.a, found.slices_a), (pair.b, found.slices_b)))
-    return (f'<{heading}{anchor}>{html.escape(pair.a)} ~ {html.escape(pair.b)}: {pair.similarity:.1f}%, '
-            f'{found.matching_lines(texts)} matching lines</{heading}><div class="side">{files}</div>')
+    return (f'<{heading}{anchor}>{html.escape(pair.a)} ~ {html.escape(pair.b)}: '
+            f'{pair.similarity:.1f}%, {found.matching_lines(texts)} matching lines</{heading}>'
+            f'<div class="side">{files}</div>')
 
 
 def render_html(report, title='Similar submissions'):
-    """A self-contained HTML page (STYLE): the shown pairs, then each pair's two files side by side."""
+    """A self-contained HTML page (STYLE): the shown pairs, then each pair's two files side by
+    side."""
     rows = []
     sections = []
     for rank, found in enumerate(report.matches, 1):
         pair, lines = found.pair, found.matching_lines(report.texts)
         mark = ' class="copy"' if pair.likely_copy else ''
         rows.append(f'<tr><td>{rank}</td><td{mark}>{pair.similarity:.1f}%</td><td>{lines}</td>'
-                    f'<td><a href="#pair{rank}">{html.escape(pair.a)} ~ {html.escape(pair.b)}</a></td></tr>')
+                    f'<td><a href="#pair{rank}">{html.escape(pair.a)} ~ {html.escape(pair.b)}</a>'
+                    f'</td></tr>')
         sections.append(side_by_side(found, report.texts, anchor=f' id="pair{rank}"'))
     likely = sum(pair.likely_copy for pair in report.pairs)
     return f"""<!DOCTYPE html>
@@ -357,7 +372,8 @@ def render_html(report, title='Similar submissions'):
 <body><h1>{html.escape(title)}</h1>
 <p>{len(report.pairs)} pairs compared; {likely} at or above {THRESHOLD}% (likely copies, in red);
 the {len(report.matches)} most similar below. Similarity: the share of the smaller file's
-fingerprints found in the other, the template's given code left out. Matching regions are marked.</p>
+fingerprints found in the other, the template's given code left out. Matching regions are
+marked.</p>
 <table class="pairs"><tr><th>rank</th><th>similarity</th><th>lines</th><th>pair</th></tr>
 {''.join(rows)}</table>
 {''.join(sections)}
@@ -398,7 +414,8 @@ def add_arguments(parser):
     parser.add_argument('submissions', type=Path,
                         help='a directory of <student>.py or <student>/solution.py, as for grade')
     parser.add_argument('--against', type=Path, metavar='DIR',
-                        help='also compare with every .py file under DIR (last year, public solutions)')
+                        help='also compare with every .py file under DIR (last year, public '
+                             'solutions)')
     parser.add_argument('--sections', default=str(STANDARD_TABLE), metavar='FILE',
                         help="points table whose template's given code is left out (as for grade); "
                              "default standard")
@@ -408,7 +425,8 @@ def add_arguments(parser):
     parser.add_argument('--html', type=Path, metavar='FILE',
                         help='write the shown pairs with both files side by side, matches marked')
     parser.add_argument('--csv', type=Path, metavar='FILE',
-                        help='write student_a,student_b,similarity,matching_lines of the shown pairs')
+                        help='write student_a,student_b,similarity,matching_lines of the shown '
+                             'pairs')
     parser.add_argument('--top', type=int, default=TOP, metavar='N',
                         help=f"pairs shown, written and compared in detail (default {TOP})")
     parser.add_argument('--jobs', type=int, default=cores(),
@@ -429,14 +447,15 @@ def main(args):
     others = {REFERENCE: read_text(args.reference)}
     if args.against:
         others.update(against_files(args.against))
-    template = '\n'.join([make_template(others[REFERENCE], find_table(args.sections), args.reference),
-                          *(read_text(path) for path in args.given)])
+    given = make_template(others[REFERENCE], find_table(args.sections), args.reference)
+    template = '\n'.join([given, *(read_text(path) for path in args.given)])
     report = similarity_report(submissions, template, others, args.top, max(args.jobs, 1))
     print(text_table(report))
     likely = sum(pair.likely_copy for pair in report.pairs)
+    hidden = likely - len(report.matches)
     print(f"{len(submissions)} submissions, {len(report.pairs)} pairs; {likely} at or above "
-          f"{THRESHOLD}% (likely copies)" + (f", {likely - len(report.matches)} of them not shown: "
-                                             f"use --top {likely}" if likely > len(report.matches) else ''))
+          f"{THRESHOLD}% (likely copies)"
+          + (f", {hidden} of them not shown: use --top {likely}" if hidden > 0 else ''))
     if args.csv:
         with open(args.csv, 'w', newline='') as file:
             csv.writer(file).writerows(csv_rows(report))

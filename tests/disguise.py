@@ -92,8 +92,8 @@ def rename(text, rng):
         after_dot = index and tokens[index - 1].string == '.'
         keyword_argument = index + 1 < len(tokens) and tokens[index + 1].string == '=' and \
             token.string not in names
-        if token.type == tokenize.NAME and token.string in new and not after_dot and not keyword_argument \
-                and not keyword.iskeyword(token.string):
+        if (token.type == tokenize.NAME and token.string in new and not after_dot
+                and not keyword_argument and not keyword.iskeyword(token.string)):
             token = token._replace(string=new[token.string])
         out.append(token)
     return tokenize.untokenize(out)

@@ -11,7 +11,7 @@ import pytest
 
 import common
 from staff import similarity
-from staff.grader import find_table
+from staff.cli import find_table
 from staff.kit import make_template
 
 REFERENCE = (common.KIT_DIR / 'solution.py').read_text()
@@ -21,7 +21,8 @@ QUICK_STANDARD = [test for _, test in STANDARD.numbered_tests() if test not in (
 
 
 def run(*args, cwd=common.KIT_DIR):
-    return subprocess.run([sys.executable, str(common.KIT_DIR / 'run.py'), 'similarity', *map(str, args)],
+    command = [sys.executable, str(common.KIT_DIR / 'run.py'), 'similarity', *map(str, args)]
+    return subprocess.run(command,
                           check=False, capture_output=True, text=True, cwd=cwd, timeout=300)
 
 
@@ -53,9 +54,11 @@ def test_disguised_copies_rank_above_every_independent_pair(template, sources, s
     files, base, copied = disguise.corpus(template, REFERENCE, sources, disguise.seeded(seed))
     found = similarities(files, template)
     copies = [found[frozenset(pair)] for pair in copied]
-    independent = {pair: value for pair, value in found.items() if len({base[name] for name in pair}) == 2}
+    independent = {pair: value for pair, value in found.items()
+                   if len({base[name] for name in pair}) == 2}
     worst = max(independent, key=independent.get)
-    assert min(copies) >= similarity.THRESHOLD > independent[worst], (copies, worst, independent[worst])
+    assert min(copies) >= similarity.THRESHOLD > independent[worst], \
+        (copies, worst, independent[worst])
 
 
 @pytest.mark.parametrize('path', disguise.HONEST, ids=lambda path: path.name)
@@ -74,10 +77,12 @@ def test_disguised_copies_rank_above_independent_pairs_of_the_whole_course(stand
     """The same for the standard table, whose independent bases are the reference and
     honest_a.py (honest_b.py lends its short formulas)."""
     sources = disguise.honest_sources(REFERENCE, set(QUICK_STANDARD))
-    files, base, copied = disguise.corpus(standard_template, REFERENCE, sources, disguise.seeded(0), 6, 2)
+    rng = disguise.seeded(0)
+    files, base, copied = disguise.corpus(standard_template, REFERENCE, sources, rng, 6, 2)
     found = similarities(files, standard_template)
     copies = [found[frozenset(pair)] for pair in copied]
-    independent = [value for pair, value in found.items() if len({base[name] for name in pair}) == 2]
+    independent = [value for pair, value in found.items()
+                   if len({base[name] for name in pair}) == 2]
     assert min(copies) >= similarity.THRESHOLD > max(independent), (copies, max(independent))
 
 
@@ -85,9 +90,11 @@ def test_the_same_short_formulas_do_not_match(template, sources):
     """Two independent solutions that fill the regions the reference fills with one line
     (ReLU, Dense.forward, the cross-entropy, SGD) with the reference's lines: far below
     the threshold, and those lines are no match."""
-    formulas = {key: body for key, body in disguise.region_bodies(REFERENCE).items() if len(body) == 1}
+    formulas = {key: body for key, body in disguise.region_bodies(REFERENCE).items()
+                if len(body) == 1}
     assert len(formulas) >= 6
-    a, b = (disguise.fill(template, {**disguise.region_bodies(source), **formulas}) for source in sources[1:])
+    a, b = (disguise.fill(template, {**disguise.region_bodies(source), **formulas})
+            for source in sources[1:])
     assert similarities({'a': a, 'b': b}, template)[frozenset('ab')] < similarity.THRESHOLD / 4
 
 
@@ -98,11 +105,12 @@ def blank_lines(text, rng):
 
 def reindent(text, rng):
     """Indented by 2 spaces a level instead of 4."""
-    return ''.join(line[(len(line) - len(line.lstrip(' '))) // 2:] for line in text.splitlines(keepends=True))
+    return ''.join(line[(len(line) - len(line.lstrip(' '))) // 2:]
+                   for line in text.splitlines(keepends=True))
 
 
-@pytest.mark.parametrize('change', [disguise.rename, disguise.reorder, disguise.recomment, blank_lines,
-                                    reindent])
+@pytest.mark.parametrize('change', [disguise.rename, disguise.reorder, disguise.recomment,
+                                    blank_lines, reindent])
 def test_each_disguise_alone_still_matches(template, sources, change):
     original = disguise.honest(template, sources[1], sources, disguise.seeded(0))
     changed = change(original, disguise.seeded(1))
@@ -186,13 +194,16 @@ def test_the_report_is_plain_data_for_a_background_worker(template, sources):
     ann = disguise.honest(template, sources[1], sources, rng)
     submissions = {'ann': ann, 'cid': disguise.disguise(ann, rng),
                    'bob': disguise.honest(template, sources[2], sources, rng)}
-    report = similarity.similarity_report(submissions, template, {similarity.REFERENCE: REFERENCE}, top=2)
+    others = {similarity.REFERENCE: REFERENCE}
+    report = similarity.similarity_report(submissions, template, others, top=2)
     data = json.loads(json.dumps(report.to_json()))
     assert [pair[:2] for pair in data['pairs'][:1]] == [['ann', 'cid']] and len(data['pairs']) == 6
     assert len(data['shown']) == 2 and data['shown'][0]['similarity'] >= similarity.THRESHOLD
-    for name, regions in (('ann', data['shown'][0]['regions_a']), ('cid', data['shown'][0]['regions_b'])):
+    shown = data['shown'][0]
+    for name, regions in (('ann', shown['regions_a']), ('cid', shown['regions_b'])):
         text = submissions[name]
-        assert regions and all(text[end] == '\n' and text[start - 1] in ' \n' for start, end in regions)
+        assert regions
+        assert all(text[end] == '\n' and text[start - 1] in ' \n' for start, end in regions)
     assert 'ann ~ cid' in similarity.side_by_side(report.matches[0], report.texts)
     again = similarity.compare([report.pairs[0]], report.texts, template)[0]
     assert again.slices_a.tolist() == report.matches[0].slices_a.tolist()

@@ -297,7 +297,8 @@ class Conv2D(Layer):
         self.biases_grad[...] = grads.sum(axis=(0, 2)) / batch
         weights = self.kernels.reshape(self.output_channels, -1)
         grad_columns = np.einsum('dk,ndp->nkp', weights, grads)
-        return col2im(grad_columns, (batch,) + tuple(self.input_shape), self.kernel_size, self.padding)
+        shape = (batch,) + tuple(self.input_shape)
+        return col2im(grad_columns, shape, self.kernel_size, self.padding)
         # your code here /\
 
 
@@ -338,7 +339,8 @@ class MaxPooling2D(Layer):
         n, c, oh, ow = grad_outputs.shape
         spread = np.zeros((n, c, oh, ow, k * k), dtype=grad_outputs.dtype)
         np.put_along_axis(spread, self.winner[..., None], grad_outputs[..., None], axis=-1)
-        blocks = spread.reshape(n, c, oh, ow, k, k).transpose(0, 1, 2, 4, 3, 5).reshape(n, c, oh * k, ow * k)
+        blocks = spread.reshape(n, c, oh, ow, k, k).transpose(0, 1, 2, 4, 3, 5)
+        blocks = blocks.reshape(n, c, oh * k, ow * k)
         grad = np.zeros(self.forward_inputs.shape, dtype=grad_outputs.dtype)
         grad[:, :, :oh * k, :ow * k] = blocks
         return grad
