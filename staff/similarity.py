@@ -9,15 +9,17 @@ year's submissions, public solutions of the original course). The given code
 of the template (the one make-kit builds for --sections) is left out: what
 all students received cannot make them similar.
 
-Each file's own code (its lines that are no line of the given code) is
-tokenized by copydetect: identifiers become V, function names F, strings S,
-comments and whitespace are dropped (so renamed variables, rewritten
-comments and re-indented code still match); it is hashed in k-grams of NOISE
-characters and winnowed by copydetect to one hash per WINDOW k-grams;
-k-grams of the template are dropped. Every pair is ranked by the share of
-the smaller file's fingerprints that the other file holds too, a matrix
-product over all files at once; copydetect's detailed comparison, which
-locates the matching regions, runs only for the pairs shown.
+Each file's own code (its lines that are no line of the given code and
+start no function or class) is tokenized by copydetect: identifiers become
+V, function names F, strings S, comments and whitespace are dropped (so
+renamed variables, rewritten comments and re-indented code still match); it
+is hashed in k-grams of NOISE characters (deterministically: the same files
+give the same figures in every run) and winnowed by copydetect to one hash
+per WINDOW k-grams; k-grams of the template are dropped. Every pair is
+ranked by the share of the smaller file's fingerprints that the other file
+holds too, a matrix product over all files at once; copydetect's detailed
+comparison, which locates the matching regions, runs only for the pairs
+shown.
 """
 import argparse
 import csv
