@@ -82,6 +82,13 @@ class Match:
         return min(len(self.lines(texts[self.pair.a], self.slices_a)),
                    len(self.lines(texts[self.pair.b], self.slices_b)))
 
+    @classmethod
+    def from_json(cls, shown):
+        """The Match of an entry of Report.to_json()['shown'] (to render a stored pair)."""
+        pair = Pair(shown['student_a'], shown['student_b'], shown['similarity'], 0)
+        return cls(pair, *(np.array(shown[key], dtype=int).reshape(-1, 2).T
+                           for key in ('regions_a', 'regions_b')))
+
 
 def kgram_hashes(code, k):
     """Hashes of every k-gram of code, the same in every process and run.

@@ -204,7 +204,9 @@ def test_the_report_is_plain_data_for_a_background_worker(template, sources):
         text = submissions[name]
         assert regions
         assert all(text[end] == '\n' and text[start - 1] in ' \n' for start, end in regions)
-    assert 'ann ~ cid' in similarity.side_by_side(report.matches[0], report.texts)
+    page = similarity.side_by_side(report.matches[0], report.texts)
+    assert 'ann ~ cid' in page
+    assert similarity.side_by_side(similarity.Match.from_json(shown), submissions) == page
     again = similarity.compare([report.pairs[0]], report.texts, template)[0]
     assert again.slices_a.tolist() == report.matches[0].slices_a.tolist()
     assert again.slices_b.tolist() == report.matches[0].slices_b.tolist()
