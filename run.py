@@ -28,7 +28,8 @@ import interface
 from common import Verdict
 from datasets import DATASETS, DataUnavailable
 
-STAFF_COMMANDS = ('make-fixtures', 'check-fixtures', 'make-kit', 'grade')  # staff/cli.py COMMANDS
+# the names of staff/cli.py COMMANDS
+STAFF_COMMANDS = ('make-fixtures', 'check-fixtures', 'make-kit', 'grade', 'similarity')
 
 
 def colour(text, code):
