@@ -753,15 +753,16 @@ def make_grader(args, private):
 def main(args):
     """./run.py grade: returns the exit status."""
     target = args.submission
-    if target.is_dir():
+    batch = target.is_dir()
+    if batch:
         submissions = find_submissions(target)
         for name, output in OUTPUT_FORMATS.items():
             if getattr(args, name) and not output.batch:
                 raise UsageError(f"--{name} takes one submission, not a directory")
     elif not target.is_file():
         raise UsageError(f"no submission at {target}: give a solution.py or a directory")
-    grader = make_grader(args, [target if target.is_dir() else target.parent])
-    if target.is_dir():
+    grader = make_grader(args, [target if batch else target.parent])
+    if batch:
         start = time.monotonic()
         reports = grader.grade_all(submissions, max(args.jobs, 1))
         seconds = time.monotonic() - start
@@ -778,5 +779,5 @@ def main(args):
         reports = {target.stem: report}
     for name, output in OUTPUT_FORMATS.items():
         if getattr(args, name):
-            output.write(getattr(args, name), grader, reports, batch=target.is_dir())
+            output.write(getattr(args, name), grader, reports, batch=batch)
     return 0
