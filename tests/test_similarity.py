@@ -49,7 +49,7 @@ def similarities(submissions, template):
 
 @pytest.mark.parametrize('seed', [0, 1, 2])
 def test_disguised_copies_rank_above_every_independent_pair(template, sources, seed):
-    """12 independent solutions (bases: the reference and honest_*.py, short formulas shared
+    """12 independent solutions (bases: the reference and honest_*.txt, short formulas shared
     at random), a disguised copy of 4 of them and one of the reference."""
     files, base, copied = disguise.corpus(template, REFERENCE, sources, disguise.seeded(seed))
     found = similarities(files, template)
@@ -63,7 +63,7 @@ def test_disguised_copies_rank_above_every_independent_pair(template, sources, s
 
 @pytest.mark.parametrize('path', disguise.HONEST, ids=lambda path: path.name)
 def test_the_independent_solutions_are_correct(standard_template, path, tmp_path):
-    """tests/similarity/honest_*.py, their regions in the current template (the reference's
+    """tests/similarity/honest_*.txt, their regions in the current template (the reference's
     where they have none), pass every quick test of the standard table."""
     bodies = {**disguise.region_bodies(REFERENCE), **disguise.region_bodies(path.read_text())}
     (tmp_path / 'solution.py').write_text(disguise.fill(standard_template, bodies))
@@ -75,7 +75,7 @@ def test_the_independent_solutions_are_correct(standard_template, path, tmp_path
 
 def test_disguised_copies_rank_above_independent_pairs_of_the_whole_course(standard_template):
     """The same for the standard table, whose independent bases are the reference and
-    honest_a.py (honest_b.py lends its short formulas)."""
+    honest_a.txt (honest_b.txt lends its short formulas)."""
     sources = disguise.honest_sources(REFERENCE, set(QUICK_STANDARD))
     rng = disguise.seeded(0)
     files, base, copied = disguise.corpus(standard_template, REFERENCE, sources, rng, 6, 2)
