@@ -89,13 +89,17 @@ def test_disguised_copies_rank_above_independent_pairs_of_the_whole_course(stand
 def test_the_same_short_formulas_do_not_match(template, sources):
     """Two independent solutions that fill the regions the reference fills with one line
     (ReLU, Dense.forward, the cross-entropy, SGD) with the reference's lines: far below
-    the threshold, and those lines are no match."""
+    the threshold, and the ReLU and SGD lines, shorter than a k-gram, are no match."""
     formulas = {key: body for key, body in disguise.region_bodies(REFERENCE).items()
                 if len(body) == 1}
     assert len(formulas) >= 6
     a, b = (disguise.fill(template, {**disguise.region_bodies(source), **formulas})
             for source in sources[1:])
     assert similarities({'a': a, 'b': b}, template)[frozenset('ab')] < similarity.THRESHOLD / 4
+    found = similarity.similarity_report({'a': a, 'b': b}, template).matches[0]
+    matched = ''.join(a[start:end] for start, end in found.slices_a.T)
+    shortest = [body[0].strip() for key, body in formulas.items() if key[0] in ('2.1.1', '2.3.1')]
+    assert len(shortest) == 3 and not [line for line in shortest if line in matched]
 
 
 def blank_lines(text, rng):
