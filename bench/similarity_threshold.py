@@ -8,13 +8,13 @@ rewritten) in these corpora:
   generated  for --seeds seeds and the mnist and standard tables, the corpus
              of tests/test_similarity.py: 12 independent solutions (bases: the
              reference with its correct variants and those of
-             tests/similarity/honest_*.py that fill every region; short formulas
+             tests/similarity/honest_*.txt that fill every region; short formulas
              shared at random), disguised copies of 4 of them and of the
              reference
   --public   (the MNIST part) a folder of solution.py files written independently of each other
              and of this kit (e.g. public ones of the original course; keep
              them out of the repository), each compared with the others, with
-             the reference and with tests/similarity/honest_*.py, and with a
+             the reference and with tests/similarity/honest_*.txt, and with a
              disguised copy of itself; given code left out: the template, and
              the lines all of them share (the original course's template)
 
@@ -89,8 +89,8 @@ def main():
     for name in ('mnist', 'standard'):
         table = find_table(name)
         tests = {test for section in table.sections for test in section.tests}
-        template = make_template(reference, table)
-        independent, copies = generated(template, reference, tests, args.seeds)
+        independent, copies = generated(make_template(reference, table), reference, tests,
+                                        args.seeds)
         print(f"generated corpus of the {name} table, {args.seeds} seeds:")
         summary('independent pairs', independent)
         summary('disguised copies', copies)

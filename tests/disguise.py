@@ -2,7 +2,7 @@
 
 honest(): an independently written solution: the regions between the markers
 of one of several independently written solutions (the reference with its
-correct variants, tests/similarity/honest_*.py), but the short formulas
+correct variants, tests/similarity/honest_*.txt), but the short formulas
 (ReLU, SGD, ...) drawn from any of them, as students write them alike.
 
 disguise(): a copy as a copier hides it: identifiers renamed, functions and
@@ -21,7 +21,7 @@ from staff.kit import parse_solution
 from staff.similarity import REFERENCE as REFERENCE_NAME
 
 KIT = Path(__file__).resolve().parent.parent
-HONEST = sorted((KIT / 'tests' / 'similarity').glob('honest_*.py'))
+HONEST = sorted((KIT / 'tests' / 'similarity').glob('honest_*.txt'))
 WORDS = ('value', 'tmp', 'res', 'arr', 'data', 'buf', 'acc', 'out', 'mat', 'vec', 'cur', 'part')
 COMMENTS = ('# compute it', '# TODO check', '# main step', '# see lecture 3', '# vectorized',
             '# works', '# gradient here', '# shapes ok')
@@ -180,7 +180,7 @@ def corpus(template, reference, sources, rng, honest_count=12, copied_count=4):
 
 
 def honest_sources(reference, tests):
-    """Independently written solutions: the reference (its correct variants applied), honest_*.py.
+    """Independently written solutions: the reference (its correct variants applied), honest_*.txt.
 
     Only their regions are used (honest() fills them into the current template).
     """

@@ -49,7 +49,7 @@ def similarities(submissions, template):
 
 @pytest.mark.parametrize('seed', [0, 1, 2])
 def test_disguised_copies_rank_above_every_independent_pair(template, sources, seed):
-    """12 independent solutions (bases: the reference and honest_*.py, short formulas shared
+    """12 independent solutions (bases: the reference and honest_*.txt, short formulas shared
     at random), a disguised copy of 4 of them and one of the reference."""
     files, base, copied = disguise.corpus(template, REFERENCE, sources, disguise.seeded(seed))
     found = similarities(files, template)
@@ -63,7 +63,7 @@ def test_disguised_copies_rank_above_every_independent_pair(template, sources, s
 
 @pytest.mark.parametrize('path', disguise.HONEST, ids=lambda path: path.name)
 def test_the_independent_solutions_are_correct(standard_template, path, tmp_path):
-    """tests/similarity/honest_*.py, their regions in the current template (the reference's
+    """tests/similarity/honest_*.txt, their regions in the current template (the reference's
     where they have none), pass every quick test of the standard table."""
     bodies = {**disguise.region_bodies(REFERENCE), **disguise.region_bodies(path.read_text())}
     (tmp_path / 'solution.py').write_text(disguise.fill(standard_template, bodies))
@@ -75,7 +75,7 @@ def test_the_independent_solutions_are_correct(standard_template, path, tmp_path
 
 def test_disguised_copies_rank_above_independent_pairs_of_the_whole_course(standard_template):
     """The same for the standard table, whose independent bases are the reference and
-    honest_a.py (honest_b.py lends its short formulas)."""
+    honest_a.txt (honest_b.txt lends its short formulas)."""
     sources = disguise.honest_sources(REFERENCE, set(QUICK_STANDARD))
     rng = disguise.seeded(0)
     files, base, copied = disguise.corpus(standard_template, REFERENCE, sources, rng, 6, 2)
@@ -89,13 +89,17 @@ def test_disguised_copies_rank_above_independent_pairs_of_the_whole_course(stand
 def test_the_same_short_formulas_do_not_match(template, sources):
     """Two independent solutions that fill the regions the reference fills with one line
     (ReLU, Dense.forward, the cross-entropy, SGD) with the reference's lines: far below
-    the threshold, and those lines are no match."""
+    the threshold, and the ReLU and SGD lines, shorter than a k-gram, are no match."""
     formulas = {key: body for key, body in disguise.region_bodies(REFERENCE).items()
                 if len(body) == 1}
     assert len(formulas) >= 6
     a, b = (disguise.fill(template, {**disguise.region_bodies(source), **formulas})
             for source in sources[1:])
     assert similarities({'a': a, 'b': b}, template)[frozenset('ab')] < similarity.THRESHOLD / 4
+    found = similarity.similarity_report({'a': a, 'b': b}, template).matches[0]
+    matched = ''.join(a[start:end] for start, end in found.slices_a.T)
+    shortest = [body[0].strip() for key, body in formulas.items() if key[0] in ('2.1.1', '2.3.1')]
+    assert len(shortest) == 3 and not [line for line in shortest if line in matched]
 
 
 def blank_lines(text, rng):
