@@ -4,8 +4,10 @@
     ./run.py grade submissions/ --csv grades.csv  a directory of them, in parallel
 
 Each section runs in a fresh sandboxed child (staff/child.py, started by
-staff/sandbox.py) that gets the inputs of the section's cases, never their
-expected outputs, and sends back plain arrays. This process checks them with
+staff/sandbox.py, in a cgroup of its own: staff/cgroups.py) that gets the
+inputs of the section's cases, never their expected outputs, and sends back
+plain arrays; a training section's data come through a pipe, shuffled, and
+its test labels stay here (staff/training.py). This process checks them with
 common.verify_case, the function ./run.py unittest uses, so the verdicts are
 the students' own; only the limits and the hidden cases differ. A section's
 points are awarded when every case of every one of its tests passes, the
@@ -36,10 +38,11 @@ from pathlib import Path
 import numpy as np
 
 import common
-from staff import sandbox
+from staff import cgroups, sandbox, training
 from staff.points import STANDARD_TABLE, TABLES_DIR, Section, load_table
-from staff.sandbox import GIB, MIB, Limits
+from staff.sandbox import GIB, MIB, PROCESSES, Limits
 
+AUTO_ISOLATIONS = ('bwrap', 'unshare')  # what --isolation auto tries, best first
 CHILD_VERDICTS = {'not implemented', 'failed', 'error', 'memory limit', 'not available'}
 DEFAULT_LIMITS = Limits(wall=60, cpu=60, memory=2 * GIB, threads=1)
 TRAINING_MEMORY = 6 * GIB
@@ -70,6 +73,7 @@ class Plan:
     limits: Limits = DEFAULT_LIMITS
     training: bool = False
     unavailable: str = ''
+    import_wall: float | None = None  # seconds to import solution.py, if not counted in limits.wall
 
 
 def fixture_cases(fixture, prefix='', skip_kind=None):
@@ -133,38 +137,49 @@ def add_reference_argument(parser):
 
 # ============================ Isolation probing =============================
 
-def describe_isolation(isolation):
-    version = f" ({sandbox.bwrap_version()})" if isolation == 'bwrap' else ''
-    return f"{isolation}{version}: {sandbox.DESCRIPTIONS[isolation]}"
-
-
 @cache
 def isolation_problem(isolation):
     """Why `isolation` cannot run a child on this machine, or ''."""
     if isolation != 'none' and not shutil.which(isolation):
         return f"{isolation} is not installed" + (
             " (apt-get install bubblewrap)" if isolation == 'bwrap' else '')
+    return probe(isolation, DEFAULT_LIMITS)
+
+
+def probe(isolation, limits, groups=None):
+    """Why a child with these limits cannot import numpy in this sandbox, or ''."""
     with tempfile.TemporaryDirectory(prefix='nn-grade-probe-') as directory:
         submission = Path(directory) / 'solution.py'
         submission.write_text('')
-        finished, child = run_child(Plan(Section('probe', 'probe', 0.0, ())), submission,
-                                    isolation, hide=(), fixtures={}, probe=True)
+        plan = Plan(Section('probe', 'probe', 0.0, ()), limits=limits)
+        finished, child = run_child(submission, plan, isolation, groups, probe=True)
     if child.imported:
         return ''
     output = finished.output.decode(errors='replace').strip().splitlines()
     return output[-1] if output else f"the probe child exited with status {finished.exit_code}"
 
 
+@cache
+def limits_problem(isolation, limits, groups):
+    """probe() with these limits, once per set of limits."""
+    return '' if limits == DEFAULT_LIMITS and groups is None else probe(isolation, limits, groups)
+
+
 def choose_isolation(requested):
-    """(isolation, notes): the requested one, or with 'auto' the best that works here."""
-    candidates = sandbox.ISOLATIONS if requested == 'auto' else (requested,)
+    """(isolation, notes): the requested one, or with 'auto' the best that works here.
+
+    'auto' never picks 'none': running without a sandbox must be asked for.
+    """
+    candidates = AUTO_ISOLATIONS if requested == 'auto' else (requested,)
     notes = []
     for isolation in candidates:
         problem = isolation_problem(isolation)
         if not problem:
             return isolation, notes
         notes.append(f"{isolation} does not work here: {problem}")
-    raise UsageError(f"--isolation {requested}: {'; '.join(notes)}")
+    advice = "; install bubblewrap, or grade without a sandbox with --isolation none" \
+        if requested == 'auto' else ''
+    raise UsageError(f"--isolation {requested}: {'; '.join(notes)}{advice}")
 
 
 # ============================== Running a child =============================
@@ -205,27 +220,52 @@ def child_environment(stage, threads):
     """A clean environment: no variables of the grader's, a fixed hash seed."""
     return {'PATH': '/usr/local/bin:/usr/bin:/bin', 'HOME': str(stage), 'TMPDIR': str(stage),
             'LANG': 'C.UTF-8', 'PYTHONHASHSEED': '0',
-            'NN_DATA_DIR': str(common.data_dir().resolve()),
             **{name: str(threads) for name in ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS',
                                                'MKL_NUM_THREADS', 'BLIS_NUM_THREADS',
                                                'VECLIB_MAXIMUM_THREADS', 'NUMEXPR_NUM_THREADS')}}
 
 
-def run_child(plan, submission, isolation, hide, fixtures, probe=False):
-    """Runs the plan's cases in a sandboxed child; returns (Finished, ChildReport).
+@contextmanager
+def section_group(groups, limits):
+    """A cgroup for one section's processes (None without cgroups), removed after."""
+    if groups is None:
+        yield None
+        return
+    group = groups.create(limits.pids, limits.memory)
+    try:
+        yield group
+    finally:
+        group.remove()
 
-    A probe only checks that the sandbox starts and imports numpy.
+
+def run_child(submission, plan, isolation, groups=None, fixtures=None, probe=False):
+    """Runs one section's cases against a submission in a sandboxed child.
+
+    The one entry point for running a section, wherever it runs (this
+    machine or a cluster engine's worker): `plan` holds the cases and the
+    limits, `groups` the cgroups.Cgroups to bound it with (None: rlimits
+    only), `fixtures` the public fixtures copied beside the child (default:
+    the kit's). Training cases get their data through the child's data pipe
+    (staff/training.py). Returns (sandbox.Finished, ChildReport), the
+    training results already in the test set's order and timed here. A
+    probe only checks that the sandbox starts and imports numpy.
     """
-    with work_directory(submission, plan.cases, fixtures) as stage:
-        jail = {'writable': str(stage), 'hide': list(hide)} if isolation == 'unshare' else None
+    fixtures = common.find_fixtures() if fixtures is None else fixtures
+    deliveries = [] if probe else training.deliveries(plan.cases)
+    with work_directory(submission, plan.cases, fixtures if not probe else {}) as stage, \
+            section_group(groups, plan.limits) as group:
+        jail = sandbox.jail_setup(stage) if isolation == 'unshare' else None
         setup = json.dumps({'limits': plan.limits.for_child(), 'jail': jail,
                             'path': sandbox.library_path(), 'probe': probe})
         command = [sys.executable, '-I', '-S', '-B', str(stage / '_grader_child.py'), setup,
                    str(stage / '_grader_cases.pkl')]
         finished = sandbox.run(command, isolation, stage, plan.limits,
                                child_environment(stage, plan.limits.threads), CHANNEL_LIMIT,
-                               readable=[str(common.data_dir().resolve())])
-    return finished, read_channel(finished.channel, len(plan.cases))
+                               group, training.feed(deliveries) if deliveries else None,
+                               plan.import_wall)
+    child = read_channel(finished.channel, len(plan.cases))
+    training.restore_results(deliveries, child, finished)
+    return finished, child
 
 
 # ============================ The results channel ===========================
@@ -240,6 +280,7 @@ class ChildReport:
     imported: bool = False
     import_failure: tuple = ()     # (one-line message, traceback)
     results: dict = field(default_factory=dict)  # case index -> ('ok', {name: array}) or (verdict, message)
+    result_ends: dict = field(default_factory=dict)  # case index -> channel offset where its result ends
     problem: str = ''              # why the rest of the channel was unreadable
 
 
@@ -302,7 +343,8 @@ def read_channel(data, case_count):
                 report.import_failure = (text(header, 'message'), text(header, 'details'))
             elif event == 'result':
                 index, result = read_result(header, stream, case_count)
-                report.results.setdefault(index, result)
+                if index not in report.results:
+                    report.results[index], report.result_ends[index] = result, stream.tell()
             elif event != 'done':
                 raise ChannelError(f"unknown message {line[:80]!r}")
     except (ValueError, TypeError, RecursionError, ChannelError) as error:
@@ -339,8 +381,10 @@ def stop_reason(finished, limits, child, during):
     """(verdict, message) for a child that ended before sending all its results."""
     if child.problem:
         return 'error', child.problem
+    if finished.oom_kills:
+        return 'memory limit', oom_message(limits, during)
     if finished.timed_out:
-        return 'time limit', f"the {limits.wall:g} s wall-clock limit ran out {during}"
+        return 'time limit', f"the {finished.timed_out:g} s wall-clock limit ran out {during}"
     if finished.signal == signal.SIGXCPU or (finished.signal == signal.SIGKILL and limits.cpu
                                              and finished.seconds >= limits.cpu):
         return 'time limit', f"the {limits.cpu:g} s CPU time limit ran out {during}"
@@ -351,6 +395,11 @@ def stop_reason(finished, limits, child, during):
     if finished.channel_overflow:
         return 'error', f"over {CHANNEL_LIMIT // MIB} MiB of results were sent {during}"
     return 'error', f"the process exited with status {finished.exit_code} {during}"
+
+
+def oom_message(limits, during):
+    return (f"the kernel killed a process for going over the {limits.memory / GIB:g} GiB memory "
+            f"limit of all the section's processes together {during}")
 
 
 def judge_case(case, result, hidden):
@@ -395,6 +444,9 @@ def judge(plan, child, finished):
                for test, cases in outcomes.items()]
     verdicts = {result.test: result.verdict for result in results}
     bad = [result for result in results if not result.passed]
+    if finished.oom_kills and not stopped:  # a child process killed, the child went on
+        return SectionResult(plan.section, 'memory limit', oom_message(plan.limits, 'while the section ran'),
+                             test_verdicts=verdicts, **done)
     if not bad:
         notes = '; '.join(result.message for result in results if result.message)
         return SectionResult(plan.section, 'passed', notes, test_verdicts=verdicts, **done)
@@ -422,6 +474,7 @@ class Report:
     limits: dict           # {'sections' or a training test: description of its limits}
     seconds: float = 0.0
     failure: str = ''      # why grading this submission broke down, if it did
+    warning: str = ''      # the first line of every output: no sandbox
 
     @property
     def total(self):
@@ -432,7 +485,8 @@ class Report:
         return sum(result.section.points for result in self.sections)
 
     def to_json(self):
-        return {'submission': self.submission, 'total': self.total, 'max_total': self.max_total,
+        return {**({'warning': self.warning} if self.warning else {}),
+                'submission': self.submission, 'total': self.total, 'max_total': self.max_total,
                 'sections': [result.to_json() for result in self.sections],
                 'isolation': self.isolation, 'limits': self.limits,
                 'seconds': round(self.seconds, 3), 'failure': self.failure}
@@ -450,7 +504,7 @@ class Report:
                           'status': 'passed' if result.verdict == 'passed' else 'failed',
                           'visibility': 'visible'})
         return {'score': self.total, 'execution_time': round(self.seconds, 1),
-                'output': self.footer(), 'visibility': 'visible', 'tests': tests}
+                'output': '\n'.join([*self.preamble(), self.footer()]), 'visibility': 'visible', 'tests': tests}
 
     def non_passed(self):
         """'2.1.2 failed;3.7 not available': the verdicts other than passed."""
@@ -459,12 +513,24 @@ class Report:
         return ';'.join(f"{result.section.number} {result.verdict}" for result in self.sections
                         if result.verdict != 'passed')
 
+    def summary(self):
+        """non_passed() for a console line: an import failure once, with its reason."""
+        failed = next((r for r in self.sections if r.verdict == 'import failed'), None)
+        if failed is None or self.failure:
+            return self.non_passed()
+        return f"import failed: {printable(failed.message)}"
+
     def footer(self):
         limits = '; '.join(f"{name}: {text}" for name, text in self.limits.items())
         return f"isolation: {self.isolation}\nlimits: {limits}"
 
+    def preamble(self):
+        """The lines every output starts with: a warning when there was no sandbox."""
+        return [f"WARNING: {self.warning}"] if self.warning else []
+
     def table(self):
-        lines = [f"{'section':8} {'title':22} {'points':>6} {'awarded':>7}  {'verdict':15} {'time':>7}"]
+        lines = [*self.preamble(), f"{'section':8} {'title':22} {'points':>6} {'awarded':>7}  "
+                                   f"{'verdict':15} {'time':>7}"]
         for result in self.sections:
             lines.append(f"{result.section.number:8} {result.section.title[:22]:22} "
                          f"{result.section.points:6g} {result.awarded:7g}  {result.verdict:15} "
@@ -522,7 +588,7 @@ class Grader:
 
     def __init__(self, table, only='', hidden_dir=None, limits=DEFAULT_LIMITS,
                  training_time=None, training_memory=TRAINING_MEMORY, training_threads=None,
-                 isolation='auto', private=()):
+                 isolation='auto', use_cgroups=True):
         self.limits = limits
         self.training_time, self.training_memory = training_time, training_memory
         self.training_threads = training_threads or cores()
@@ -530,10 +596,30 @@ class Grader:
         self.hidden = self.hidden_fixtures(hidden_dir)
         self.plans = [self.plan(section) for section in select_sections(table, only)]
         self.isolation, notes = choose_isolation(isolation)
-        self.description = '; '.join([describe_isolation(self.isolation), *notes])
-        self.hide = [str(Path(path).resolve()) for path in (hidden_dir, *private)
-                     if path and Path(path).is_dir() and self.may_hide(Path(path).resolve())]
+        self.cgroups, no_cgroups = cgroups.find() if use_cgroups else (None, "not asked for")
+        self.check_limits(self.limits, '--memory')
+        if training_plan := next((plan for plan in self.plans if plan.training), None):
+            self.check_limits(training_plan.limits, '--training-memory')
+        self.description = '; '.join([sandbox.describe(self.isolation), self.bounded(no_cgroups),
+                                      *notes])
+        self.warning = sandbox.NO_SANDBOX if self.isolation == 'none' else ''
         self.slots = Slots()
+
+    def bounded(self, no_cgroups):
+        """What the limits cover, for the isolation line."""
+        always = ("each process's address space, CPU time and file size by rlimits, the "
+                  "wall-clock time by the grader")
+        if self.cgroups:
+            return (f"bounded: the number of processes and the memory of all a section's "
+                    f"processes together by {self.cgroups.describe()}; {always}")
+        return (f"bounded: {always}; NOT bounded: the number of processes and the memory of "
+                f"all a section's processes together (no cgroups: {no_cgroups})")
+
+    def check_limits(self, limits, option):
+        """A usage error unless a sandboxed child can import numpy within these limits."""
+        if problem := limits_problem(self.isolation, limits, self.cgroups):
+            raise UsageError(f"{option} {limits.memory / MIB:g} MiB: a sandboxed child cannot "
+                             f"import numpy within the limits ({problem}); give more")
 
     @staticmethod
     def hidden_fixtures(directory):
@@ -546,16 +632,10 @@ class Grader:
             raise UsageError(f"--hidden {directory}: no NN_unittest_<test>_input directories in it")
         return fixtures
 
-    def may_hide(self, path):
-        """Whether hiding `path` from the child leaves it what it needs."""
-        needed = [Path(tempfile.gettempdir()).resolve(), common.data_dir().resolve(),
-                  *map(Path, sandbox.python_paths())]
-        return not any(path == other or path in other.parents for other in needed)
-
     def training_limits(self, cases):
         wall = self.training_time or max(case['time_limit'] for case in cases) + TRAINING_ALLOWANCE
         return Limits(wall=wall, cpu=None, memory=self.training_memory,
-                      threads=self.training_threads)
+                      threads=self.training_threads, processes=self.limits.processes)
 
     def plan(self, section):
         cases = []
@@ -575,7 +655,8 @@ class Grader:
             return Plan(section, cases, self.limits)
         if problem := dataset_problem(training):
             return Plan(section, unavailable=problem)
-        return Plan(section, cases, self.training_limits(training), training=True)
+        return Plan(section, cases, self.training_limits(training), training=True,
+                    import_wall=self.limits.wall)
 
     def limit_descriptions(self):
         limits = {'sections': self.limits.describe()}
@@ -599,11 +680,12 @@ class Grader:
                 if results[-1].verdict == 'import failed':
                     import_failure = results[-1]
         return Report(str(submission), results, self.description, self.limit_descriptions(),
-                      time.monotonic() - start)
+                      time.monotonic() - start, warning=self.warning)
 
     def grade_section(self, plan, submission):
         with self.slots.exclusive() if plan.training else self.slots.shared():
-            finished, child = run_child(plan, submission, self.isolation, self.hide, self.fixtures)
+            finished, child = run_child(submission, plan, self.isolation, self.cgroups,
+                                        self.fixtures)
         return judge(plan, child, finished)
 
     def failed_report(self, submission, error):
@@ -611,7 +693,8 @@ class Grader:
         message = f"the grader failed on this submission ({type(error).__name__}: {error})"
         return Report(str(submission), [SectionResult(plan.section, 'error', message)
                                         for plan in self.plans],
-                      self.description, self.limit_descriptions(), failure=message)
+                      self.description, self.limit_descriptions(), failure=message,
+                      warning=self.warning)
 
     def grade_all(self, submissions, jobs, progress=print):
         """{student: Report} for {student: path}, `jobs` submissions at a time."""
@@ -628,7 +711,7 @@ class Grader:
                     reports[student] = self.failed_report(submissions[student], error)
                 report = reports[student]
                 progress(f"{printable(student)}: {report.total:g} / {report.max_total:g}"
-                         + (f"  ({report.non_passed()})" if report.non_passed() else ''))
+                         + (f"  ({report.summary()})" if report.non_passed() else ''))
         finally:  # on Ctrl-C, only the sections already running finish
             pool.shutdown(cancel_futures=True)
         return dict(sorted(reports.items()))
@@ -637,8 +720,9 @@ class Grader:
 # =================================== CLI ====================================
 
 def find_submissions(directory):
-    """{student: path} from <student>.py files and <student>/solution.py folders."""
-    files = {path.stem: path for path in directory.glob('*.py')}
+    """({student: path}, [names skipped]) from <student>.py files and <student>/solution.py
+    folders; everything else in the directory is skipped."""
+    files = {path.stem: path for path in directory.glob('*.py') if path.is_file()}
     folders = {path.name: path / 'solution.py' for path in directory.iterdir()
                if path.is_dir() and (path / 'solution.py').is_file()}
     if both := sorted(files.keys() & folders.keys()):
@@ -646,7 +730,10 @@ def find_submissions(directory):
                          f"<name>/solution.py; keep one")
     if not files and not folders:
         raise UsageError(f"{directory}: no submissions (<student>.py or <student>/solution.py)")
-    return {**files, **folders}
+    taken = {*files.values(), *(path.parent for path in folders.values())}
+    skipped = sorted(path.name + ('/' if path.is_dir() else '') for path in directory.iterdir()
+                     if path not in taken)
+    return {**files, **folders}, skipped
 
 
 def write_csv(path, grader, reports):
@@ -665,12 +752,45 @@ def write_json(path, data):
 
 
 def parse_size(text):
-    """'2G', '512M', '1.5GiB', '1000000' -> bytes."""
+    """'2G', '512M', '1.5GiB', '1000000' -> bytes (at least 1)."""
     match = re.fullmatch(r'(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?', text.strip().lower())
-    if not match:
+    size = match and int(float(match[1]) * 1024 ** 'bkmgt'.index(match[2] or 'b'))
+    if not size:
         raise argparse.ArgumentTypeError(f"{text!r}: give a size such as 2G or 512M")
-    number, unit, _ = match.groups()
-    return int(float(number) * 1024 ** 'bkmgt'.index(unit or 'b'))
+    return size
+
+
+def positive(kind):
+    """An argparse type: a number of `kind` (int or float) above 0."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not value > 0 or not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r}: give a number above 0")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def output_problem(path):
+    """Why the grades cannot be written to `path`, or ''."""
+    folder = path.parent if str(path.parent) else Path('.')
+    if path.is_dir():
+        return f"{path} is a directory"
+    if not folder.is_dir():
+        return f"no directory {folder}"
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        return f"{path} is not writable"
+    return ''
+
+
+def check_outputs(args):
+    for option in ('json', 'csv', 'gradescope'):
+        path = getattr(args, option)
+        if path is not None and (problem := output_problem(path)):
+            raise UsageError(f"--{option} {path}: {problem}")
 
 
 def add_arguments(parser):
@@ -680,7 +800,7 @@ def add_arguments(parser):
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument('submission', type=Path,
                         help='a solution.py, or a directory of <student>.py or <student>/solution.py')
-    parser.add_argument('--only', default='', metavar='NAMES',
+    parser.add_argument('--only', metavar='NAMES',
                         help='comma-separated tests or section numbers: grade only their sections')
     tables = ', '.join(sorted(table.stem for table in TABLES_DIR.glob('*.csv')))
     parser.add_argument('--sections', default=str(STANDARD_TABLE), metavar='FILE',
@@ -693,31 +813,54 @@ def add_arguments(parser):
                         help="write Gradescope's results.json (one submission only)")
     parser.add_argument('--csv', type=Path, metavar='FILE',
                         help='write a CSV: student, points per section, total, verdicts')
-    parser.add_argument('--jobs', type=int, default=cores(),
+    parser.add_argument('--jobs', type=positive(int), default=cores(),
                         help='submissions graded at a time (default: the number of cores)')
     parser.add_argument('--isolation', choices=('auto', *sandbox.ISOLATIONS), default='auto',
-                        help='auto (default): bwrap if it works, else unshare, else none')
+                        help="auto (default): bwrap if it works, else unshare; none (no sandbox: "
+                             "the submission can read everything) only when asked for")
+    parser.add_argument('--processes', type=positive(int), default=PROCESSES, metavar='N',
+                        help=f"processes and threads of a section besides its BLAS threads, "
+                             f"where cgroups work (default {PROCESSES})")
     limits = parser.add_argument_group('limits of every section but mnist and cifar')
-    limits.add_argument('--time', type=float, default=DEFAULT_LIMITS.wall, metavar='SECONDS',
-                        help='wall-clock and CPU time (default %(default)g)')
+    limits.add_argument('--time', type=positive(float), default=DEFAULT_LIMITS.wall,
+                        metavar='SECONDS', help='wall-clock and CPU time (default %(default)g); '
+                        'also the import time limit of the training sections')
     limits.add_argument('--memory', type=parse_size, default=DEFAULT_LIMITS.memory, metavar='SIZE',
-                        help='address space, e.g. 2G (default 2G)')
-    limits.add_argument('--threads', type=int, default=DEFAULT_LIMITS.threads,
+                        help='address space of each process and, with cgroups, memory of all '
+                             'the processes together, e.g. 2G (default 2G)')
+    limits.add_argument('--threads', type=positive(int), default=DEFAULT_LIMITS.threads,
                         help='BLAS threads (default %(default)s)')
     training = parser.add_argument_group('limits of the training sections (mnist, cifar)')
-    training.add_argument('--training-time', type=float, metavar='SECONDS',
-                          help=f"wall-clock time (default: the assignment's training limit, "
-                               f"600 s or 3600 s, + {TRAINING_ALLOWANCE} s to load data and predict)")
+    training.add_argument('--training-time', type=positive(float), metavar='SECONDS',
+                          help=f"wall-clock time from sending the data (default: the assignment's "
+                               f"training limit, 600 s or 3600 s, + {TRAINING_ALLOWANCE} s to "
+                               f"predict)")
     training.add_argument('--training-memory', type=parse_size, default=TRAINING_MEMORY,
-                          metavar='SIZE', help='address space (default 6G)')
-    training.add_argument('--training-threads', type=int,
+                          metavar='SIZE', help='memory, as --memory (default 6G)')
+    training.add_argument('--training-threads', type=positive(int),
                           help='BLAS threads (default: all cores)')
 
 
-def make_grader(args, private):
-    limits = Limits(wall=args.time, cpu=args.time, memory=args.memory, threads=args.threads)
-    return Grader(find_table(args.sections), args.only, args.hidden, limits, args.training_time,
-                  args.training_memory, args.training_threads, args.isolation, private)
+def make_grader(args):
+    if args.only is not None and not args.only.replace(',', '').strip():
+        raise UsageError("--only: give test names or section numbers, e.g. --only relu,2.1.2")
+    limits = Limits(wall=args.time, cpu=args.time, memory=args.memory, threads=args.threads,
+                    processes=args.processes)
+    return Grader(find_table(args.sections), args.only or '', args.hidden, limits,
+                  args.training_time, args.training_memory, args.training_threads, args.isolation)
+
+
+def batch_preamble(grader, skipped):
+    """What a batch says before grading: no sandbox, sections no submission can get
+    (with what to do about it), the files it skips."""
+    lines = [f"WARNING: {grader.warning}"] if grader.warning else []
+    lines += [f"WARNING: {plan.section.number} {plan.section.title} is not available, so every "
+              f"submission gets 0 for it: {printable(plan.unavailable.splitlines()[0])}"
+              for plan in grader.plans if plan.unavailable]
+    if skipped:
+        lines.append(f"skipped {len(skipped)} entries that are not submissions (<student>.py or "
+                     f"<student>/solution.py): {printable(', '.join(skipped))}")
+    return lines
 
 
 def main(args):
@@ -725,14 +868,15 @@ def main(args):
     try:
         target = args.submission
         if target.is_dir():
-            submissions = find_submissions(target)
+            submissions, skipped = find_submissions(target)
             if args.gradescope:
                 raise UsageError("--gradescope takes one submission, not a directory")
         elif target.is_file():
             submissions = None
         else:
             raise UsageError(f"no submission at {target}: give a solution.py or a directory")
-        grader = make_grader(args, [target if submissions else target.parent])
+        check_outputs(args)
+        grader = make_grader(args)
     except (UsageError, common.FixtureError) as error:
         print(f"./run.py grade: {error}", file=sys.stderr)
         return 2
@@ -750,8 +894,10 @@ def main(args):
         if args.gradescope:
             write_json(args.gradescope, report.to_gradescope())
     else:
+        for line in batch_preamble(grader, skipped):
+            print(line, flush=True)
         start = time.monotonic()
-        reports = grader.grade_all(submissions, max(args.jobs, 1))
+        reports = grader.grade_all(submissions, args.jobs)
         seconds = time.monotonic() - start
         print(f"graded {len(reports)} submissions in {seconds:.0f} s with {args.jobs} at a time\n"
               f"{next(iter(reports.values())).footer()}")
