@@ -42,7 +42,7 @@ PROCESSES = 64  # processes and threads of a section besides its BLAS threads
 ISOLATIONS = ('bwrap', 'unshare', 'none')
 NAMESPACES = {
     'bwrap': "no network, own PID, IPC and UTS namespaces, no capabilities",
-    'unshare': "no network, own PID, IPC, UTS and mount namespaces, no capabilities",
+    'unshare': "no network, own PID, IPC, UTS, cgroup and mount namespaces, no capabilities",
 }
 NO_SANDBOX = ("NO SANDBOX (--isolation none): the submission could read and write everything "
               "the grader can, test labels, the reference solution and other submissions included")
@@ -192,7 +192,7 @@ def describe(isolation):
     if isolation == 'none':
         return NO_SANDBOX
     version = f" ({bwrap_version()})" if isolation == 'bwrap' else ''
-    visible = ', '.join(path for path, target in visible_paths().items() if target is None)
+    visible = ', '.join(visible_paths())
     return (f"{isolation}{version}: {NAMESPACES[isolation]}; the child sees read-only {visible}, "
             f"and read-write its own work directory (copies of the kit's public files, the "
             f"submission); hidden: everything else, among it the kit's checkout (reference, "
@@ -212,8 +212,8 @@ def bwrap_command(command, stage):
 def unshare_command(command):
     """command in new namespaces (the child builds its root itself: staff/child.py)."""
     user = [] if os.geteuid() == 0 else ['--user', '--map-root-user']
-    return ['unshare', *user, '--net', '--pid', '--ipc', '--uts', '--fork', '--kill-child',
-            '--mount', '--mount-proc', '--', *command]
+    return ['unshare', *user, '--net', '--pid', '--ipc', '--uts', '--cgroup', '--fork',
+            '--kill-child', '--mount', '--mount-proc', '--', *command]
 
 
 def jail_setup(stage):
