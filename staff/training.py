@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import common
+from datasets import DATASETS
 from staff.sandbox import Feed
 
 NOISE = 0.01  # standard deviation of the noise added to each (standardized) test image
@@ -68,8 +69,8 @@ def deliveries(cases, rng=None):
     rng = rng or np.random.default_rng()  # a fresh secret for every run
     found = []
     for index, (_, _, case) in enumerate(cases):
-        if case['kind'] == 'training':
-            x_train, y_train, x_test, _ = common.DATASETS[case['dataset']]()
+        if common.is_training(case):
+            x_train, y_train, x_test, _ = DATASETS[case['dataset']]()
             *arrays, order = disguise(x_train, y_train, x_test, rng)
             found.append(Delivery(index, tuple(map(np.ascontiguousarray, arrays)), order))
     return found
@@ -85,16 +86,16 @@ def restore_results(found, child, finished):
     order, and the seconds from sending the data to receiving the labels."""
     for delivery in found:
         result = child.results.get(delivery.index)
-        if result is None or result[0] != 'ok':
+        if result is None or result[0] != common.RAN:
             continue
         sent = finished.fed.get(delivery.index)
         received = finished.arrival(child.result_ends[delivery.index])
         if sent is None or received < sent:
-            child.results[delivery.index] = ('error', "predictions arrived before the grader "
-                                                      "sent the data")
+            child.results[delivery.index] = (
+                common.Verdict.ERROR, "predictions arrived before the grader sent the data")
             continue
         results = dict(result[1])
         if 'labels' in results:
             results['labels'] = delivery.restore(results['labels'])
         results['seconds'] = np.float64(received - sent)
-        child.results[delivery.index] = ('ok', results)
+        child.results[delivery.index] = (common.RAN, results)

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from mutants import MUTANTS
 
 import common
-from mutants import MUTANTS
+import datasets
 from staff import fixtures, grader, training
 from staff.kit import make_template
 from staff.points import load_table
@@ -34,8 +35,7 @@ SNIPPETS = Path(__file__).resolve().parent / 'submissions'
 TABLE = load_table()
 PUBLIC = common.find_fixtures()
 QUICK_SECTIONS = [section for section in TABLE.sections  # those with fixtures, no training
-                  if all(test in PUBLIC and all(entry['kind'] != 'training'
-                                                for entry in PUBLIC[test].cases)
+                  if all(test in PUBLIC and not PUBLIC[test].is_training
                          for test in section.tests)]
 QUICK_TESTS = [test for section in QUICK_SECTIONS for test in section.tests]
 FAST = Limits(wall=5, cpu=5, memory=2 * GIB, threads=1)
@@ -163,7 +163,7 @@ def write_corpus(directory, decoy, hidden, port, names):
     directory.mkdir()
     reference = REFERENCE.read_text()
     placeholders = {'@KIT@': decoy, '@HIDDEN@': hidden, '@PORT@': port,
-                    '@REAL_KIT@': common.KIT_DIR, '@DATA@': common.data_dir().resolve(),
+                    '@REAL_KIT@': common.KIT_DIR, '@DATA@': datasets.data_dir().resolve(),
                     '@SUBMISSIONS@': directory.resolve()}
     for name in names:
         if name == 'reference':
@@ -506,10 +506,10 @@ def test_training_limits_default_to_the_assignments():
 
 def test_missing_cifar_data_is_not_available(tmp_path, monkeypatch):
     monkeypatch.setenv('NN_DATA_DIR', str(tmp_path))
-    monkeypatch.setattr(common, 'CIFAR10_MIRRORS', ['http://127.0.0.1:9/'])
+    monkeypatch.setattr(datasets, 'CIFAR10_MIRRORS', ['http://127.0.0.1:9/'])
     report = grader.Grader(TABLE, 'cifar').grade(REFERENCE)
     assert verdicts(report) == {'3.7': 'not available'}
-    assert common.CIFAR10_ARCHIVE in report.sections[0].message
+    assert datasets.CIFAR10_ARCHIVE in report.sections[0].message
     assert report.total == 0 and report.max_total == 2.0
 
 
@@ -524,7 +524,7 @@ def tiny_mnist(seed=0, train=1500, test=500):
         return centres[labels] + 2 * rng.normal(size=(count, 784)).astype(np.float32), labels
 
     (x_train, train_labels), (x_test, test_labels) = draw(train), draw(test)
-    return x_train, common.one_hot(train_labels, 10), x_test, common.one_hot(test_labels, 10)
+    return x_train, datasets.one_hot(train_labels, 10), x_test, datasets.one_hot(test_labels, 10)
 
 
 TINY = tiny_mnist()
@@ -542,7 +542,7 @@ TRAINING_HOSTILE = {
 @pytest.fixture
 def tiny(monkeypatch):
     """MNIST replaced by TINY in this process: the grader loads the data, not the child."""
-    monkeypatch.setitem(common.DATASETS, 'mnist', lambda: TINY)
+    monkeypatch.setitem(datasets.DATASETS, 'mnist', lambda: TINY)
 
 
 def tiny_grader(isolation='auto'):
