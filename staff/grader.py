@@ -44,7 +44,7 @@ from staff.cli import UsageError, find_table, parse_size, table_names
 from staff.fixtures import CIFAR_TIME_LIMIT, MNIST_TIME_LIMIT
 from staff.kit import KIT_MODULES
 from staff.points import STANDARD_TABLE, Section
-from staff.sandbox import GIB, MIB, PROCESSES, Limits
+from staff.sandbox import GIB, MIB, PROCESSES, Limits, size_text
 
 AUTO_ISOLATIONS = ('bwrap', 'unshare')  # what --isolation auto tries, best first
 CHILD_VERDICTS = {Verdict.NOT_IMPLEMENTED, Verdict.FAILED, Verdict.ERROR, Verdict.MEMORY_LIMIT,
@@ -129,7 +129,11 @@ def probe(isolation, limits, groups=None):
     if child.imported:
         return ''
     output = finished.output.decode(errors='replace').strip().splitlines()
-    return output[-1] if output else f"the probe child exited with status {finished.exit_code}"
+    if output:
+        return output[-1]
+    if finished.signal:
+        return f"the probe child was killed by {signal.Signals(finished.signal).name}"
+    return f"the probe child exited with status {finished.exit_code}"
 
 
 @cache
@@ -373,7 +377,7 @@ def stop_reason(finished, limits, child, during):
 
 
 def oom_message(limits, during):
-    return (f"the kernel killed a process for going over the {limits.memory / GIB:g} GiB memory "
+    return (f"the kernel killed a process for going over the {size_text(limits.memory)} memory "
             f"limit of all the section's processes together {during}")
 
 
@@ -604,10 +608,11 @@ class Grader:
         self.training_threads = training_threads or cores()
         self.fixtures = common.find_fixtures()
         self.hidden = self.hidden_fixtures(hidden_dir)
-        self.plans = [self.plan(section) for section in select_sections(table, only)]
+        sections = select_sections(table, only)
         self.isolation, notes = choose_isolation(isolation)
         self.cgroups, no_cgroups = cgroups.find() if use_cgroups else (None, "not asked for")
         self.check_limits(self.limits, '--memory')
+        self.plans = [self.plan(section) for section in sections]
         if training_plan := next((plan for plan in self.plans if plan.training), None):
             self.check_limits(training_plan.limits, '--training-memory')
         self.description = '; '.join([sandbox.describe(self.isolation), self.bounded(no_cgroups),
@@ -628,7 +633,7 @@ class Grader:
     def check_limits(self, limits, option):
         """A usage error unless a sandboxed child can import numpy within these limits."""
         if problem := limits_problem(self.isolation, limits, self.cgroups):
-            raise UsageError(f"{option} {limits.memory / MIB:g} MiB: a sandboxed child cannot "
+            raise UsageError(f"{option} {size_text(limits.memory)}: a sandboxed child cannot "
                              f"import numpy within the limits ({problem}); give more")
 
     @staticmethod

@@ -56,6 +56,14 @@ PIPE_SIZE = MIB  # of the data pipe (F_SETPIPE_SZ), for speed
 F_SETPIPE_SZ = 1031
 
 
+def size_text(size):
+    """'2 GiB', '640 MiB', '1 KiB': bytes in the largest binary unit that keeps a number >= 1."""
+    for unit, name in ((GIB, 'GiB'), (MIB, 'MiB'), (1 << 10, 'KiB')):
+        if size >= unit:
+            return f"{size / unit:g} {name}"
+    return f"{size} bytes"
+
+
 @dataclass(frozen=True)
 class Limits:
     """What one section's child may use."""
@@ -68,7 +76,7 @@ class Limits:
     def describe(self):
         cpu = f"{self.cpu:g} s CPU" if self.cpu else "no CPU limit"
         threads = f"{self.threads} BLAS thread" + ('s' if self.threads > 1 else '')
-        return (f"{self.wall:g} s wall, {cpu}, {self.memory / GIB:g} GiB memory, {threads}, "
+        return (f"{self.wall:g} s wall, {cpu}, {size_text(self.memory)} memory, {threads}, "
                 f"{self.processes} processes")
 
     def for_child(self):

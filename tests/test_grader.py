@@ -381,7 +381,7 @@ def test_memory_spread_over_children_is_a_memory_limit(tmp_path, isolation):
         directory / 'memory_spread.py')
     assert verdicts(report) == {'2.1.1': 'memory limit'} and report.total == 0
     assert report.sections[0].message == (
-        "the kernel killed a process for going over the 0.625 GiB memory limit of all the "
+        "the kernel killed a process for going over the 640 MiB memory limit of all the "
         "section's processes together while the section ran")
 
 
@@ -495,7 +495,7 @@ def test_training_section_has_its_own_time_limit():
     report = training.grade(REFERENCE)
     assert verdicts(report) == {'2.4': 'time limit'}
     assert report.sections[0].message.endswith("the 3 s wall-clock limit ran out during this case")
-    assert report.limits['mnist'] == "3 s wall, no CPU limit, 6 GiB memory, 1 BLAS thread"
+    assert report.limits["mnist"] == "3 s wall, no CPU limit, 6 GiB memory, 1 BLAS thread, 64 processes"
 
 
 def test_training_limits_default_to_the_assignments():
@@ -507,10 +507,14 @@ def test_training_limits_default_to_the_assignments():
 def test_missing_cifar_data_is_not_available(tmp_path, monkeypatch):
     monkeypatch.setenv('NN_DATA_DIR', str(tmp_path))
     monkeypatch.setattr(datasets, 'CIFAR10_MIRRORS', ['http://127.0.0.1:9/'])
-    report = grader.Grader(TABLE, 'cifar').grade(REFERENCE)
+    cifar = grader.Grader(TABLE, 'cifar')
+    report = cifar.grade(REFERENCE)
     assert verdicts(report) == {'3.7': 'not available'}
     assert datasets.CIFAR10_ARCHIVE in report.sections[0].message
     assert report.total == 0 and report.max_total == 2.0
+    (warning,) = grader.batch_preamble(cifar, [])  # a batch says it once, with what to do
+    assert warning.startswith("WARNING: 3.7 CIFAR-10 is not available, so every submission gets "
+                              "0 for it: ") and "download cifar-10-python.tar.gz by hand" in warning
 
 
 def tiny_mnist(seed=0, train=1500, test=500):
@@ -760,15 +764,60 @@ def test_cli_batch_writes_csv(tmp_path):
         "solution.py called sys.exit(1) while being imported"
 
 
+def test_cli_batch_says_what_it_skipped_and_why_imports_failed(tmp_path):
+    submissions = tmp_path / 'submissions'
+    (submissions / 'empty_folder').mkdir(parents=True)
+    (submissions / 'notes.txt').write_text('not a submission')
+    (submissions / 'carol.py').write_text('import numpy as np\nraise ValueError("no, thanks")\n')
+    done = grade(submissions, '--only', 'relu,2.1.2')
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == ("skipped 2 entries that are not submissions (<student>.py or "
+                        "<student>/solution.py): empty_folder/, notes.txt")
+    assert "carol: 0 / 2  (import failed: ValueError: no, thanks)" in lines
+
+
 @pytest.mark.parametrize('args, message', [
     (['missing.py'], "no submission at missing.py"),
     ([REFERENCE, '--only', 'relu,nonsense'], "unknown test or section nonsense"),
+    ([REFERENCE, '--only', ''], "--only: give test names or section numbers"),
+    ([REFERENCE, '--only', ' , '], "--only: give test names or section numbers"),
     ([REFERENCE, '--sections', 'nonsense'], "no such points table"),
+    ([REFERENCE, '--sections', '@BINARY@'], "not a CSV points table"),
+    ([REFERENCE, '--sections', '@TEXT@'], "the header must be section,title,points,tests"),
+    ([REFERENCE, '--sections', '@EMPTY@'], "no sections"),
     ([REFERENCE, '--hidden', 'nowhere'], "--hidden nowhere: no such directory"),
+    ([REFERENCE, '--json', '/nonexistent/x.json'], "--json /nonexistent/x.json: no directory"),
+    ([REFERENCE, '--gradescope', '/nonexistent/r.json'], "no directory /nonexistent"),
+    ([REFERENCE, '--csv', tempfile.gettempdir()], "is a directory"),
+    ([REFERENCE, '--time', '0'], "argument --time: '0': give a number above 0"),
+    ([REFERENCE, '--time', '-5'], "give a number above 0"),
+    ([REFERENCE, '--training-time', 'nan'], "give a number above 0"),
+    ([REFERENCE, '--threads', '0'], "argument --threads: '0': give a number above 0"),
+    ([REFERENCE, '--jobs', '0'], "argument --jobs: '0': give a number above 0"),
+    ([REFERENCE, '--processes', '0'], "argument --processes: '0': give a number above 0"),
+    ([REFERENCE, '--memory', '0'], "argument --memory: '0': give a size such as 2G or 512M"),
+    ([REFERENCE, '--memory', '1K'], "--memory 1 KiB: a sandboxed child cannot import numpy"),
+    ([REFERENCE, '--memory', '64M'], "--memory 64 MiB: a sandboxed child cannot import numpy"),
+    ([REFERENCE, '--training-memory', '64M', '--only', 'mnist'],
+     "--training-memory 64 MiB: a sandboxed child cannot import numpy"),
 ])
-def test_cli_usage_errors_exit_2(args, message):
-    done = grade(*args)
-    assert done.returncode == 2 and message in done.stderr
+def test_cli_usage_errors_exit_2_before_grading(args, message, tmp_path):
+    """One line, no traceback, and nothing graded (no table on stdout)."""
+    tables = {'@BINARY@': b'\x00\xff garbage,\n1,2\n', '@TEXT@': b'a,b\n1,2\n',
+              '@EMPTY@': b'section,title,points,tests\n'}
+    for name, content in tables.items():
+        (tmp_path / f"{name.strip('@')}.csv").write_bytes(content)
+    done = grade(*(tmp_path / f"{arg.strip('@')}.csv" if arg in tables else arg for arg in args))
+    assert done.returncode == 2 and message in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and 'Traceback' not in done.stderr
+    assert done.stdout == ''
+
+
+def test_cli_memory_that_imports_numpy_is_accepted():
+    """numpy imports within 128 MiB (and not within 64 MiB, above)."""
+    done = grade(REFERENCE, '--only', 'relu', '--memory', '128M')
+    assert done.returncode == 0, done.stderr
 
 
 def test_cli_same_student_twice_is_a_usage_error(tmp_path):
