@@ -737,7 +737,7 @@ class Grader:
 def find_submissions(directory):
     """({student: path}, [names skipped]) from <student>.py files and <student>/solution.py
     folders; everything else in the directory is skipped."""
-    files = {path.stem: path for path in directory.glob('*.py') if path.is_file()}
+    files = {path.stem: path for path in directory.glob('*.py')}
     folders = {path.name: path / 'solution.py' for path in directory.iterdir()
                if path.is_dir() and (path / 'solution.py').is_file()}
     if both := sorted(files.keys() & folders.keys()):
