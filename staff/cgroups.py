@@ -21,6 +21,7 @@ import os
 import signal
 import time
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 PREFIX = 'nn-grade-'
@@ -200,11 +201,12 @@ def v2_parent():
     return None
 
 
+@cache
 def find():
     """(Cgroups, '') where the grader can create groups, else (None, why not).
 
     Tries a group of each kind before saying yes, and removes the leftovers
-    of graders that were killed.
+    of graders that were killed; once per process.
     """
     problems = []
     v1 = v1_parents()

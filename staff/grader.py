@@ -38,7 +38,7 @@ import numpy as np
 
 import common
 from common import Verdict
-from datasets import DATASETS, DataUnavailable
+from datasets import DATASETS, DataUnavailable, data_dir
 from staff import cgroups, sandbox, training
 from staff.cli import UsageError, find_table, parse_size, table_names
 from staff.fixtures import CIFAR_TIME_LIMIT, MNIST_TIME_LIMIT
@@ -140,6 +140,13 @@ def probe(isolation, limits, groups=None):
 def limits_problem(isolation, limits, groups):
     """probe() with these limits, once per set of limits."""
     return '' if limits == DEFAULT_LIMITS and groups is None else probe(isolation, limits, groups)
+
+
+def check_hidden(path, what):
+    """A usage error if the sandbox would show `path` to the child."""
+    if shown := sandbox.shown(path):
+        raise UsageError(f"{what} {path} is inside {shown}, which the sandbox shows to the "
+                         f"submission: move it elsewhere")
 
 
 def choose_isolation(requested):
@@ -517,7 +524,8 @@ class Report:
                           'status': 'passed' if result.verdict == Verdict.PASSED else 'failed',
                           'visibility': 'visible'})
         return {'score': self.total, 'execution_time': round(self.seconds, 1),
-                'output': '\n'.join([*self.preamble(), self.footer()]), 'visibility': 'visible', 'tests': tests}
+                'output': '\n'.join([*self.preamble(), self.footer()]), 'visibility': 'visible',
+                'tests': tests}
 
     def non_passed(self):
         """'2.1.2 failed;3.7 not available': the verdicts other than passed."""
@@ -610,6 +618,9 @@ class Grader:
         self.hidden = self.hidden_fixtures(hidden_dir)
         sections = select_sections(table, only)
         self.isolation, notes = choose_isolation(isolation)
+        if self.isolation != 'none':
+            check_hidden(common.KIT_DIR, "the kit's checkout")
+            check_hidden(data_dir(), "the data directory")
         self.cgroups, no_cgroups = cgroups.find() if use_cgroups else (None, "not asked for")
         self.check_limits(self.limits, '--memory')
         self.plans = [self.plan(section) for section in sections]

@@ -195,6 +195,13 @@ def visible_paths():
             for path in (*SYSTEM_PATHS, *python_paths()) if os.path.lexists(path)}
 
 
+def shown(path):
+    """The visible path that `path` lies in (the child could read it), or ''."""
+    path = os.path.realpath(path)
+    return next((visible for visible in map(os.path.realpath, visible_paths())
+                 if path == visible or path.startswith(visible.rstrip('/') + '/')), '')
+
+
 def describe(isolation):
     """The report's isolation line: what the child sees, what is hidden and bounded."""
     if isolation == 'none':

@@ -393,7 +393,7 @@ def test_cgroups_left_by_a_killed_grader_are_removed(tmp_path):
                  for parent in groups.parents]
     for folder in leftovers:
         folder.mkdir()
-    grader.cgroups.find()
+    groups.remove_leftovers()  # what the grader does at start-up
     assert not any(folder.exists() for folder in leftovers)
 
 
@@ -445,6 +445,13 @@ def test_no_sandbox_lets_the_reference_hunter_win(tmp_path):
         directory / 'reference_hunter.py')
     assert verdicts(report) == {'2.1.1': 'passed', '2.1.2': 'passed'}
     assert explored(report)['seen']['reference']
+
+
+def test_data_the_sandbox_would_show_is_a_usage_error(monkeypatch):
+    monkeypatch.setenv('NN_DATA_DIR', '/usr/share')
+    with pytest.raises(grader.UsageError, match="the data directory /usr/share is inside /usr, "
+                                                "which the sandbox shows to the submission"):
+        grader.Grader(TABLE, 'relu', limits=FAST)
 
 
 def test_auto_never_picks_no_sandbox(tmp_path, monkeypatch):
