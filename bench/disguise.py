@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import common  # noqa: E402
-import datasets  # noqa: E402
-from staff import training  # noqa: E402
+import common
+import datasets
+from staff import training
 
 
 def main():

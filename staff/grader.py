@@ -263,8 +263,8 @@ class ChildReport:
     """What the child said: whether it imported the solution, and each case's results."""
     imported: bool = False
     import_failure: tuple = ()     # (one-line message, traceback)
-    results: dict = field(default_factory=dict)  # index -> (RAN, {name: array}) or (Verdict, message)
-    result_ends: dict = field(default_factory=dict)  # index -> channel offset where its result ends
+    results: dict = field(default_factory=dict)  # index: (RAN, {name: array}) or (Verdict, text)
+    result_ends: dict = field(default_factory=dict)  # index: channel offset where its result ends
     problem: str = ''              # why the rest of the channel was unreadable
 
 
@@ -324,7 +324,7 @@ def read_channel(data, case_count):
             event = header.get('event') if isinstance(header, dict) else None
             if event == 'imported':
                 report.imported = True
-            elif event == 'import failed':
+            elif event == Verdict.IMPORT_FAILED:
                 report.import_failure = (text(header, 'message'), text(header, 'details'))
             elif event == 'result':
                 index, result = read_result(header, stream, case_count)
@@ -394,7 +394,7 @@ def judge_case(case, result, hidden):
     if verdict == common.RAN:
         try:
             verdict, message = common.verify_case(case, payload)
-        except Exception as error:  # noqa: BLE001 (results the check cannot read: a key missing)
+        except Exception as error:  # results the check cannot read: a key missing
             verdict = Verdict.FAILED
             message = f"malformed results ({type(error).__name__}: {error})"
     else:
@@ -521,6 +521,7 @@ class Report:
             tests.append({'name': f"{result.section.number} {result.section.title}",
                           'number': result.section.number, 'score': result.awarded,
                           'max_score': result.section.points, 'output': output,
+                          # Gradescope's own status words
                           'status': 'passed' if result.verdict == Verdict.PASSED else 'failed',
                           'visibility': 'visible'})
         return {'score': self.total, 'execution_time': round(self.seconds, 1),
@@ -699,7 +700,8 @@ class Grader:
             if plan.unavailable:
                 results.append(SectionResult(plan.section, Verdict.NOT_AVAILABLE, plan.unavailable))
             elif import_failure:
-                results.append(SectionResult(plan.section, Verdict.IMPORT_FAILED, import_failure.message,
+                results.append(SectionResult(plan.section, Verdict.IMPORT_FAILED,
+                                             import_failure.message,
                                              details=import_failure.details))
             else:
                 results.append(self.grade_section(plan, submission))
@@ -826,8 +828,8 @@ def output_problem(path):
 
 OUTPUT_FORMATS = {
     'json': OutputFormat(write_json, 'write the grades as JSON'),
-    'gradescope': OutputFormat(write_gradescope,
-                               "write Gradescope's results.json (one submission only)", batch=False),
+    'gradescope': OutputFormat(write_gradescope, "write Gradescope's results.json (one submission "
+                                                 "only)", batch=False),
     'csv': OutputFormat(write_csv, 'write a CSV: student, points per section, total, verdicts'),
 }
 
@@ -850,7 +852,8 @@ def add_arguments(parser):
         "itself failed; 2 for a usage error.")
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument('submission', type=Path,
-                        help='a solution.py, or a directory of <student>.py or <student>/solution.py')
+                        help='a solution.py, or a directory of <student>.py or '
+                             '<student>/solution.py')
     parser.add_argument('--only', metavar='NAMES',
                         help='comma-separated tests or section numbers: grade only their sections')
     parser.add_argument('--sections', default=str(STANDARD_TABLE), metavar='FILE',
@@ -930,7 +933,7 @@ def main(args):
     else:
         try:
             report = grader.grade(target)
-        except Exception as error:  # noqa: BLE001 (the grader broke: say so, the status tells)
+        except Exception as error:  # the grader broke: say so, the status tells
             print(f"./run.py grade: grading failed: {type(error).__name__}: {error}",
                   file=sys.stderr)
             return 1

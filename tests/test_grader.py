@@ -74,7 +74,8 @@ SPREAD = Limits(wall=30, cpu=30, memory=640 * MIB, threads=1)  # for memory_spre
 IMPORTABLE = ('equal_subclass', 'plain_values')
 MUTANT_OF = {test: next(m for m in MUTANTS if m.test == test)
              for test in QUICK_TESTS if any(m.test == test for m in MUTANTS)}
-SLEEPERS = ('sleep 86397', 'sleep 86396', 'sleep 86395')  # sleeping_children, setsid_escapee, fork_flood
+# the commands of sleeping_children, setsid_escapee, fork_flood
+SLEEPERS = ('sleep 86397', 'sleep 86396', 'sleep 86395')
 FIXTURE_FILES = '*_unittest_*_input/*'  # the kit's files the submissions try to delete
 
 
@@ -343,7 +344,8 @@ def check_isolation_line(report):
         'proc', 'dev', temporary.parts[1]}
     if temporary == Path('/tmp'):
         assert len(seen['tmp']) == 1 and seen['tmp'][0].startswith('nn-grade-')  # its own only
-    assert 'the kit\'s checkout' in report.isolation and 'hidden: everything else' in report.isolation
+    assert "the kit's checkout" in report.isolation
+    assert 'hidden: everything else' in report.isolation
     bounded = report.isolation.split('bounded: ')[1]
     assert ('cgroup v' in bounded) == HAS_CGROUPS
 
@@ -502,7 +504,8 @@ def test_training_section_has_its_own_time_limit():
     report = training.grade(REFERENCE)
     assert verdicts(report) == {'2.4': 'time limit'}
     assert report.sections[0].message.endswith("the 3 s wall-clock limit ran out during this case")
-    assert report.limits["mnist"] == "3 s wall, no CPU limit, 6 GiB memory, 1 BLAS thread, 64 processes"
+    assert report.limits['mnist'] == \
+        "3 s wall, no CPU limit, 6 GiB memory, 1 BLAS thread, 64 processes"
 
 
 def test_training_limits_default_to_the_assignments():
@@ -667,7 +670,8 @@ def test_channel_gives_plain_arrays():
 ])
 def test_malformed_channel_is_an_error_not_a_crash(data, problem):
     report = grader.read_channel(data, 1)
-    assert report.problem.startswith("the child's results are unreadable") and problem in report.problem
+    assert report.problem.startswith("the child's results are unreadable")
+    assert problem in report.problem
     assert 0 not in report.results
 
 
@@ -718,8 +722,9 @@ def test_training_sections_run_alone():
 # ============================ The command line ==============================
 
 def grade(*args, cwd=common.KIT_DIR):
-    return subprocess.run([sys.executable, str(common.KIT_DIR / 'run.py'), 'grade', *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd, timeout=300)
+    return subprocess.run([sys.executable, str(common.KIT_DIR / 'run.py'), 'grade',
+                           *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd, timeout=300, check=False)
 
 
 def test_cli_grades_one_submission_with_json_and_gradescope(tmp_path):
