@@ -469,11 +469,12 @@ def judge(plan, child, finished):
     if child.imported:
         outcomes, full_messages, stop = walk_cases(plan, child, finished)
         result = section_result(plan, test_results(outcomes, stop), outcomes, full_messages)
-        if finished.oom_kills and result.verdict != Verdict.MEMORY_LIMIT:  # a process of
-            result.verdict = Verdict.MEMORY_LIMIT  # the section killed, the child went on
-            result.message = oom_message(plan.limits, 'while the section ran')
     else:
         result = import_failed(plan, child, finished)
+    if finished.oom_kills and result.verdict != Verdict.MEMORY_LIMIT:  # whichever process the
+        during = 'while the section ran' if child.imported else 'while importing solution.py'
+        result.verdict = Verdict.MEMORY_LIMIT  # kernel killed, and even if the child went on
+        result.message = oom_message(plan.limits, during)
     result.seconds, result.output = finished.seconds, child_output(finished)
     return result
 
