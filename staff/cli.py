@@ -34,7 +34,7 @@ class Parser(argparse.ArgumentParser):
     """argparse, with a bad argument told in one line (not the whole usage)."""
 
     def error(self, message):
-        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"{self.prog}: {message}\n")
 
 
 def existing_file(text):
