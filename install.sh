@@ -8,7 +8,8 @@ cd "$(dirname "$0")"
 
 DEBIAN_PACKAGES=(bubblewrap slurm-wlm munge postgresql chromium)
 
-python3 -m pip install --quiet --disable-pip-version-check -r requirements.txt
+python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+    -r requirements.txt
 
 missing=()
 for package in "${DEBIAN_PACKAGES[@]}"; do

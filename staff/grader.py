@@ -917,13 +917,14 @@ def batch_preamble(grader, skipped):
 def main(args):
     """./run.py grade: returns the exit status."""
     target = args.submission
-    if target.is_dir():
+    batch = target.is_dir()
+    if batch:
         submissions, skipped = find_submissions(target)
     elif not target.is_file():
         raise UsageError(f"no submission at {target}: give a solution.py or a directory")
-    check_outputs(args, batch=target.is_dir())
+    check_outputs(args, batch)
     grader = make_grader(args)
-    if target.is_dir():
+    if batch:
         for line in batch_preamble(grader, skipped):
             print(line, flush=True)
         start = time.monotonic()
@@ -942,5 +943,5 @@ def main(args):
         reports = {target.stem: report}
     for name, output in OUTPUT_FORMATS.items():
         if getattr(args, name):
-            output.write(getattr(args, name), grader, reports, batch=target.is_dir())
+            output.write(getattr(args, name), grader, reports, batch=batch)
     return 0

@@ -13,10 +13,10 @@ docstrings, constructors). Sections outside the table are left out whole, so
 none of their code reaches the students.
 
 The kit holds the template, the kit's modules (KIT_MODULES), requirements.txt
-(written from STUDENT_REQUIREMENTS),
-MNIST (data/mnist/), the public fixture directories of the table's tests
-(numbered in the table's order, their descriptions carrying the table's
-points) and a README generated from the table. No reference code, hidden
+(written from STUDENT_REQUIREMENTS), MNIST (data/mnist/), the public fixture
+directories of the table's tests (numbered in the table's order, their
+descriptions carrying the table's points) and a README generated from the
+table. No reference code, hidden
 fixtures, staff/ package or project tests get into it.
 """
 import argparse

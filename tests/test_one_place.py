@@ -38,6 +38,8 @@ def test_training_limits_in_the_docstrings_are_the_fixtures_limits():
             assert case['time_limit'] in limits.values(), fixture.test
     readme = (common.KIT_DIR / 'README.md').read_text()
     assert f"({fixtures.MNIST_TIME_LIMIT} s / {fixtures.CIFAR_TIME_LIMIT} s)" in readme
+    for test, limit in (('mnist', fixtures.MNIST_TIME_LIMIT), ('cifar', fixtures.CIFAR_TIME_LIMIT)):
+        assert re.search(rf"`{test}` \(test accuracy > \d+% within {limit // 60} minutes\)", readme)
 
 
 def test_every_kit_module_says_whether_a_student_needs_to_read_it():
