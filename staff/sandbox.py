@@ -140,7 +140,6 @@ class Feed:
     IMPORTED: parts [(key, [bytes-like])], sent in order."""
 
     def __init__(self, parts):
-        self.parts = parts
         self.queue = [(key, memoryview(buffer).cast('B')) for key, buffers in parts
                       for buffer in buffers]
         self.started = {}
