@@ -608,6 +608,18 @@ def test_label_table_would_pass_without_the_disguise(tiny, tmp_path, monkeypatch
     assert verdicts(tiny_grader().grade(directory / 'label_table.py')) == {'2.4': 'passed'}
 
 
+def test_the_child_gets_no_test_labels(tiny):
+    """What goes down the data pipe: the training set and the test images, nothing more."""
+    plan = tiny_grader().plans[0]
+    (delivery,) = training.deliveries(plan.cases)
+    sent_train, sent_labels, sent_test = delivery.arrays
+    x_train, y_train, x_test, y_test = TINY
+    assert sent_train.shape == x_train.shape and sent_labels.shape == y_train.shape
+    assert sent_test.shape == x_test.shape
+    assert not any(array.shape[0] == len(y_test) and array.shape[1:] == y_test.shape[1:]
+                   for array in delivery.arrays)
+
+
 def test_disguise_shuffles_and_perturbs_slightly():
     x_train, y_train, x_test, y_test = TINY
     sent = [training.disguise(x_train, y_train, x_test, np.random.default_rng(seed))
