@@ -14,9 +14,17 @@ Each command takes --solution FILE to use another solution.py; see
 anything failed, 2 for a usage error such as an unknown test name.
 """
 import argparse
+import faulthandler
 import inspect
 import json
+import linecache
+import multiprocessing
+import multiprocessing.connection
+import os
+import re
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +41,7 @@ def colour(text, code):
 
 
 VERDICT_COLOURS = {'passed': '32', 'failed': '31', 'error': '31', 'not implemented': '33',
-                   'not available': '33', 'memory limit': '31'}
+                   'not available': '33', 'memory limit': '31', 'time limit': '31'}
 
 
 class Stop(Exception):
@@ -44,12 +52,19 @@ class Stop(Exception):
         self.status = status
 
 
+def import_failure(error, path):
+    """Why solution.py did not import, with the student's lines."""
+    if isinstance(error, SystemExit):
+        return common.exit_message(error, path)
+    return f"solution.py does not import:\n{common.student_traceback(error, path).rstrip()}"
+
+
 def import_solution(path):
     """The solution module; one that does not import stops the command with its traceback."""
     try:
         return common.load_solution(path)
-    except Exception as error:  # a broken solution.py must still get a clear verdict
-        raise Stop(f"solution.py does not import:\n{common.student_traceback(error, path)}", 1) from None
+    except (Exception, SystemExit) as error:  # a broken solution.py must still get a clear verdict
+        raise Stop(import_failure(error, path), 1) from None
 
 
 def call_student(solution, what, function, *args):
@@ -60,24 +75,43 @@ def call_student(solution, what, function, *args):
         raise Stop(f"{what}: not implemented ({error})", 1) from None
     except (common.CheckFailed, common.GradientCheckError) as error:
         raise Stop(str(error), 1) from None
+    except SystemExit as error:
+        raise Stop(f"{what}: {common.exit_message(error, solution.__file__)}", 1) from None
     except Exception as error:  # the student's code raised: show their frames only
         raise Stop(f"{what} raised an exception:\n"
                    f"{common.student_traceback(error, solution.__file__).rstrip()}", 1) from None
 
 
+def find_fixtures():
+    """{test: Fixture} of tests/, damaged ones included; no tests at all stops the command."""
+    if not common.TESTS_DIR.is_dir():
+        raise Stop(f"no folder {common.TESTS_DIR}: {common.REEXTRACT}", 1)
+    fixtures = common.find_fixtures(keep_damaged=True)
+    if not fixtures:
+        raise Stop(f"no fixture directories (NN_unittest_<test>_input) in {common.TESTS_DIR}: "
+                   f"{common.REEXTRACT}", 1)
+    return fixtures
+
+
+def matching(name, fixtures):
+    """The fixtures a name on the command line means: a test (relu), a title (ReLU) or a section (2.1.1)."""
+    if name.lower() == 'all':
+        return list(fixtures)
+    return [fixture for fixture in fixtures
+            if name.lower() in (fixture.test.lower(), fixture.title.lower()) or name == fixture.section]
+
+
 def select_fixtures(names):
     """The fixtures to run, in order; an unknown name is a usage error."""
-    fixtures = common.find_fixtures()
-    if not fixtures:
-        sys.exit(f"no fixture directories found in {common.TESTS_DIR}: unpack the tests there")
-    if not names or names == ['all']:
-        return list(fixtures.values())
-    unknown = [name for name in names if name not in fixtures]
-    if unknown:
-        print(f"unknown test {', '.join(unknown)}; valid names: all, {', '.join(fixtures)}",
-              file=sys.stderr)
-        sys.exit(2)
-    return [fixtures[name] for name in names]
+    fixtures = list(find_fixtures().values())
+    selected = {}
+    for name in names or ['all']:
+        if not (found := matching(name, fixtures)):
+            raise Stop(f"unknown test {name}; valid names: all, "
+                       f"{', '.join(fixture.test for fixture in fixtures)} (or a section's title "
+                       f"or number, e.g. ReLU or 2.1.1)")
+        selected.update((fixture.test, fixture) for fixture in found)
+    return list(selected.values())
 
 
 def score(fixtures, results):
@@ -87,10 +121,10 @@ def score(fixtures, results):
     its tests left out of the run is not scored.
     """
     tests, points = {}, {}
-    for fixture in common.find_fixtures().values():
+    for fixture in find_fixtures().values():
         tests.setdefault(fixture.section, []).append(fixture.test)
         points[fixture.section] = fixture.points
-    sections = dict.fromkeys(fixture.section for fixture in fixtures)
+    sections = dict.fromkeys(fixture.section for fixture in fixtures if fixture.test in results)
     missing = {section: [test for test in tests[section] if test not in results] for section in sections}
     scored = [section for section in sections if not missing[section]]
     passed = [section for section in scored if all(results[test].passed for test in tests[section])]
@@ -105,22 +139,228 @@ def is_training(fixture):
     return any(entry['kind'] == 'training' for entry in fixture.cases)
 
 
+# ========================= unittest: the test child =========================
+# ./run.py unittest runs the tests in a child process (numpy and solution.py
+# are imported once for all of them) and waits for each result at most the
+# test's time limit. Past it, or when the child dies, the parent reads where
+# the child was from the traceback that faulthandler wrote into a file, and
+# starts a new child for the remaining tests. multiprocessing's "spawn" and
+# faulthandler work alike on Linux, macOS and Windows.
+
+GRACE = 2.0  # seconds the parent waits beyond a limit, for the child's traceback to be written
+
+
+def training_data_problem(fixture):
+    """Why a training test's dataset cannot be loaded (it is downloaded if missing), or ''."""
+    dataset = fixture.load_case(fixture.cases[0])['dataset']
+    try:
+        common.RAW_DATASETS[dataset]()
+    except common.DataUnavailable as error:
+        return str(error)
+    return ''
+
+
+def test_child(connection, solution_path, dump_path, limit):
+    """The child: imports solution.py, then runs each fixture it is sent until it gets None.
+
+    Messages to the parent: ('imported', '') or ('import failed', message),
+    ('training', '') when a training test starts to train, ('result', Result).
+    Ctrl-C ends it quietly: the parent reports it.
+    """
+    dump = open(dump_path, 'w')
+    faulthandler.enable(dump)  # a crash writes its traceback there too
+    try:
+        with common.os_exit_forbidden():
+            serve(connection, solution_path, dump, limit)
+    except KeyboardInterrupt:
+        pass
+
+
+def serve(connection, solution_path, dump, limit):
+    """The child's work: the import, then one fixture after another, each within its limit."""
+    faulthandler.dump_traceback_later(limit, file=dump)
+    try:
+        solution = common.load_solution(solution_path)
+    except BaseException as error:  # SyntaxError, sys.exit(), anything
+        connection.send(('import failed', import_failure(error, solution_path)))
+        return
+    faulthandler.cancel_dump_traceback_later()
+    connection.send(('imported', ''))
+    while (request := connection.recv()) is not None:
+        fixture, limit = request
+        dump.seek(0)
+        dump.truncate()
+        if limit:
+            faulthandler.dump_traceback_later(limit, file=dump)
+        connection.send(('result', run_in_child(connection, fixture, solution)))
+        faulthandler.cancel_dump_traceback_later()
+
+
+def run_in_child(connection, fixture, solution):
+    """The fixture's Result; a training test first checks that its data loads."""
+    if is_training(fixture) and not fixture.damage:
+        if problem := training_data_problem(fixture):
+            return common.Result(fixture.test, 'not available', problem)
+        connection.send(('training', ''))
+    try:
+        return common.run_test(fixture, solution)
+    finally:
+        sys.stdout.flush()
+
+
+def student_lines(dump, solution_path):
+    """The student's frames in a faulthandler dump, innermost last, with their source lines."""
+    frames = re.findall(r'File "(.*)", line (\d+) in (\S+)', dump)
+    lines = [f'  File "{file}", line {line}, in {function}\n'
+             f'    {linecache.getline(file, int(line)).strip()}'
+             for file, line, function in reversed(frames)
+             if Path(file).resolve() == Path(solution_path).resolve()]
+    return '\n'.join(lines) or '  (not in solution.py: no line of yours was running)'
+
+
+class TestChild:
+    """A running test child and the file it dumps tracebacks into."""
+
+    def __init__(self, solution_path, limit):
+        self.solution_path = solution_path
+        handle, self.dump_path = tempfile.mkstemp(prefix='nn-kit-', suffix='.traceback')
+        os.close(handle)
+        context = multiprocessing.get_context('spawn')
+        self.connection, child_end = context.Pipe()
+        self.process = context.Process(target=test_child, daemon=True,
+                                       args=(child_end, solution_path, self.dump_path, limit))
+        self.process.start()
+        child_end.close()
+
+    def receive(self, timeout):
+        """The child's next message; None if it ran past `timeout` seconds or ended."""
+        ready = multiprocessing.connection.wait([self.connection, self.process.sentinel], timeout)
+        if self.connection in ready or (ready and self.connection.poll()):
+            try:
+                return self.connection.recv()
+            except (EOFError, OSError):
+                pass
+        return None
+
+    def stop(self):
+        """Ends the child; returns where it was, from its traceback dump."""
+        self.process.kill()
+        self.process.join()
+        self.connection.close()
+        where = student_lines(Path(self.dump_path).read_text(errors='replace'), self.solution_path)
+        Path(self.dump_path).unlink(missing_ok=True)
+        return where
+
+    def close(self):
+        """Lets the child finish on its own, then cleans up."""
+        try:
+            self.connection.send(None)
+        except OSError:
+            pass
+        self.process.join(5)
+        self.stop()
+
+
+class Runner:
+    """Runs fixtures in a test child, one at a time, within each test's time limit."""
+
+    def __init__(self, solution_path, limit):
+        self.solution_path, self.limit, self.child = solution_path, limit, None
+
+    def start(self):
+        """A new child with solution.py imported; a solution that does not import stops the command."""
+        self.child = TestChild(self.solution_path, self.limit)
+        message = self.child.receive(self.limit + GRACE)
+        if message is None:
+            code = self.child.process.exitcode
+            where = self.child.stop()
+            self.child = None
+            cause = (f"ran past the {self.limit:g} s limit" if code is None else
+                     f"ended the process (exit code {code})")
+            raise Stop(f"solution.py does not import: it {cause} at\n{where}", 1)
+        if message[0] == 'import failed':
+            self.close()
+            raise Stop(message[1], 1)
+
+    def run(self, fixture, started=lambda: None):
+        """The fixture's Result; calls started() when a training test starts to train.
+
+        During a training test, the first Ctrl-C stops the training early
+        (Model.fit ends on it, in the child) and the test goes on.
+        """
+        if self.child is None:
+            self.start()
+        limit = None if is_training(fixture) else self.limit
+        begin, interrupted = time.perf_counter(), False
+        self.child.connection.send((fixture, limit))
+        while True:
+            try:
+                message = self.child.receive(limit and limit + GRACE)
+            except KeyboardInterrupt:
+                if limit or interrupted:
+                    raise
+                interrupted = True
+                continue
+            if message is None or message[0] == 'result':
+                break
+            started()
+        if message is not None:
+            return message[1]
+        if interrupted:
+            raise KeyboardInterrupt
+        seconds = time.perf_counter() - begin
+        code = self.child.process.exitcode
+        where = self.child.stop()
+        self.child = None
+        if code is None:
+            return common.Result(fixture.test, 'time limit', f"stopped after the {limit:g} s limit "
+                                 f"(--time changes it) at\n{where}", seconds)
+        return common.Result(fixture.test, 'error', f"the process running the test ended "
+                             f"(exit code {code}) at\n{where}", seconds)
+
+    def close(self):
+        if self.child is not None:
+            self.child.close()
+            self.child = None
+
+    def kill(self):
+        if self.child is not None:
+            self.child.stop()
+            self.child = None
+
+
+def result_line(fixture, text):
+    return f"{fixture.section:8} {fixture.test:13} {fixture.points:6.1f}  {text}"
+
+
 def unittest(args):
     fixtures = select_fixtures(args.names)
-    solution = import_solution(args.solution)
+    if args.time <= 0:
+        raise Stop(f"--time {args.time:g}: give a positive number of seconds")
+    runner = Runner(args.solution, args.time)
+    runner.start()
     results = {}
     print(f"{'section':8} {'test':13} {'points':>6}  {'result':16} {'time':>7}")
-    for fixture in fixtures:
-        if is_training(fixture):
-            print(f"{fixture.section:8} {fixture.test:13} {fixture.points:6.1f}  training... "
-                  f"(Ctrl-C stops the training early)", flush=True)
-        result = common.run_test(fixture, solution)
-        results[fixture.test] = result
-        verdict = colour(f"{result.verdict.upper():16}", VERDICT_COLOURS[result.verdict])
-        print(f"{fixture.section:8} {fixture.test:13} {fixture.points:6.1f}  {verdict} "
-              f"{result.seconds:6.2f}s", flush=True)
-        if result.message:
-            print('  ' + result.message.replace('\n', '\n  '))
+    try:
+        for fixture in fixtures:
+            print(result_line(fixture, ''), end='', flush=True)
+            training = []
+            result = runner.run(fixture, lambda: training.append(print(
+                "training... (Ctrl-C stops the training early)", flush=True)))
+            results[fixture.test] = result
+            verdict = colour(f"{result.verdict.upper():16}", VERDICT_COLOURS[result.verdict])
+            print(f"{result_line(fixture, '') if training else ''}{verdict} {result.seconds:6.2f}s",
+                  flush=True)
+            if result.message:
+                print('  ' + result.message.replace('\n', '\n  '))
+    except KeyboardInterrupt:
+        runner.kill()
+        print(f"\ninterrupted (Ctrl-C) during test {fixture.test}; the score of the tests that "
+              f"finished:")
+        print(score(fixtures, results))
+        return 130
+    finally:
+        runner.close()
     print(score(fixtures, results))
     return 0 if all(result.passed for result in results.values()) else 1
 
@@ -353,7 +593,11 @@ def main(argv=None):
     solution.add_argument('--solution', metavar='FILE', default=str(common.KIT_DIR / 'solution.py'),
                           help='the solution file to use (default: solution.py beside run.py)')
     tests = commands.add_parser('unittest', parents=[solution], help='run unit tests against solution.py')
-    tests.add_argument('names', nargs='*', help='test names (default: all)')
+    tests.add_argument('names', nargs='*', help='tests (relu), titles (ReLU) or section numbers '
+                                                '(2.1.1); default: all')
+    tests.add_argument('--time', type=float, default=common.TIME_LIMIT, metavar='SECONDS',
+                       help=f"time limit of each test but mnist and cifar (default "
+                            f"{common.TIME_LIMIT} s, as in the checking system)")
     tests.set_defaults(run=unittest)
     check = commands.add_parser(
         'gradcheck', parents=[solution], help="check a layer's backward pass numerically",
@@ -386,7 +630,8 @@ def main(argv=None):
     if not Path(args.solution).is_file():
         parser.error(f"no solution file at {args.solution}")
     try:
-        return args.run(args)
+        with common.os_exit_forbidden():  # solution.py's os._exit() is reported, not obeyed
+            return args.run(args)
     except Stop as stop:
         print(stop, file=sys.stderr)
         return stop.status
