@@ -531,7 +531,7 @@ def plot_curves(figure_type, model, path, title):
         for part, label in (('train', 'train (mean during the epoch)'), ('valid', 'valid (after the epoch)')):
             history = getattr(model, f"{metric}_{part}_history")
             axes.plot(range(1, len(history) + 1), history, 'o-', label=label)
-        axes.set(xlabel='epoch', ylabel=metric)
+        axes.set(xlabel='epoch', ylabel=metric, xlim=(0.5, len(model.loss_train_history) + 0.5))
         axes.xaxis.get_major_locator().set_params(integer=True)
         axes.grid(alpha=0.3)
         axes.legend()
@@ -559,11 +559,14 @@ def train(args):
     if not isinstance(model, interface.Model):
         raise Stop(f"{case['function']} returned {type(model).__name__}, expected a Model", 1)
     loss, accuracy = call_student(solution, 'model.evaluate', model.evaluate, x_test, y_test)
+    epochs = len(model.loss_train_history)
     print(f"{case['function']}: final test accuracy {accuracy:.4f}, test loss {loss:.4f} "
-          f"({len(model.loss_train_history)} epochs, {seconds:.0f} s of training)")
-    if figure_type and model.loss_train_history:
+          f"({epochs} epoch{'s' * (epochs != 1)}, {seconds:.0f} s of training)")
+    if figure_type and epochs:
         plot_curves(figure_type, model, args.plot, f"{case['function']}: test accuracy {accuracy:.4f}")
         print(f"loss and accuracy curves saved to {args.plot}")
+    elif figure_type and getattr(model, 'interrupted', False):
+        print("no curves to plot: training was stopped (Ctrl-C) before its first epoch finished")
     elif figure_type:
         print("no curves to plot: the model's histories are empty (train it with model.fit)")
     if args.save:
@@ -624,8 +627,9 @@ def main(argv=None):
     training.add_argument('--plot', metavar='PNG', help='save the loss and accuracy curves (matplotlib)')
     training.add_argument('--save', metavar='NPZ', help='save the model (interface.Model.load reads it)')
     training.set_defaults(run=train)
-    for name in STAFF_COMMANDS:
-        commands.add_parser(name, help='course staff: see ./run.py %s --help' % name)
+    if (common.KIT_DIR / 'staff').is_dir():  # the student kit has no staff/: no staff commands
+        for name in STAFF_COMMANDS:
+            commands.add_parser(name, help='course staff: see ./run.py %s --help' % name)
     args = parser.parse_args(argv)
     if not Path(args.solution).is_file():
         parser.error(f"no solution file at {args.solution}")
@@ -640,5 +644,16 @@ def main(argv=None):
         return 130
 
 
+def quiet_on_closed_pipe(status_of):
+    """status_of()'s exit status; when stdout is closed early (./run.py ... | head -1), 1 and no traceback."""
+    try:
+        status = status_of()
+        sys.stdout.flush()
+        return status
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
+        return 1
+
+
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(quiet_on_closed_pipe(main))

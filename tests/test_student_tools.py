@@ -428,7 +428,7 @@ def test_train_caps_the_epochs_reports_accuracy_and_saves(cli, mnist_subset, tmp
     assert status == 0, out + err
     assert Model.epoch_limit is None
     accuracy = float(re.search(r'train_mnist_model: final test accuracy ([\d.]+), test loss [\d.]+ '
-                               r'\(1 epochs, \d+ s of training\)', out).group(1))
+                               r'\(1 epoch, \d+ s of training\)', out).group(1))
     loaded = Model.load(tmp_path / 'model.npz')
     assert len(loaded.loss_train_history) == 1  # the reference asks for more
     *_, x_test, y_test = small_mnist()
