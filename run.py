@@ -30,7 +30,10 @@ from pathlib import Path
 import numpy as np
 
 import common
+import gradcheck as numerical
 import interface
+from common import Verdict
+from datasets import DATASETS, RAW_DATASETS, DataUnavailable
 
 STAFF_COMMANDS = ('make-fixtures', 'check-fixtures', 'make-kit', 'grade')
 
@@ -40,8 +43,10 @@ def colour(text, code):
     return f"\033[{code}m{text}\033[0m" if sys.stdout.isatty() else text
 
 
-VERDICT_COLOURS = {'passed': '32', 'failed': '31', 'error': '31', 'not implemented': '33',
-                   'not available': '33', 'memory limit': '31', 'time limit': '31'}
+RED, GREEN, YELLOW = '31', '32', '33'
+VERDICT_COLOURS = {Verdict.PASSED: GREEN, Verdict.FAILED: RED, Verdict.ERROR: RED,
+                   Verdict.NOT_IMPLEMENTED: YELLOW, Verdict.NOT_AVAILABLE: YELLOW,
+                   Verdict.MEMORY_LIMIT: RED, Verdict.IMPORT_FAILED: RED, Verdict.TIME_LIMIT: RED}
 
 
 class Stop(Exception):
@@ -63,7 +68,7 @@ def import_solution(path):
     """The solution module; one that does not import stops the command with its traceback."""
     try:
         return common.load_solution(path)
-    except (Exception, SystemExit) as error:  # a broken solution.py must still get a clear verdict
+    except (Exception, SystemExit) as error:  # noqa: BLE001 (a broken solution.py must still get a clear verdict)
         raise Stop(import_failure(error, path), 1) from None
 
 
@@ -73,7 +78,7 @@ def call_student(solution, what, function, *args):
         return function(*args)
     except NotImplementedError as error:
         raise Stop(f"{what}: not implemented ({error})", 1) from None
-    except (common.CheckFailed, common.GradientCheckError) as error:
+    except (common.CheckFailed, numerical.GradientCheckError) as error:
         raise Stop(str(error), 1) from None
     except SystemExit as error:
         raise Stop(f"{what}: {common.exit_message(error, solution.__file__)}", 1) from None
@@ -127,16 +132,13 @@ def score(fixtures, results):
     sections = dict.fromkeys(fixture.section for fixture in fixtures if fixture.test in results)
     missing = {section: [test for test in tests[section] if test not in results] for section in sections}
     scored = [section for section in sections if not missing[section]]
-    passed = [section for section in scored if all(results[test].passed for test in tests[section])]
+    passed = [section for section in scored
+              if common.section_passes([results[test] for test in tests[section]])]
     line = (f"passed {len(passed)}/{len(scored)} sections, {sum(points[s] for s in passed):g} / "
             f"{sum(points[s] for s in scored):g} points")
     not_scored = [f"{section} (also run {' '.join(missing[section])})"
                   for section in sections if missing[section]]
     return line + (f"; not scored: {', '.join(not_scored)}" if not_scored else '')
-
-
-def is_training(fixture):
-    return any(entry['kind'] == 'training' for entry in fixture.cases)
 
 
 # ========================= unittest: the test child =========================
@@ -154,8 +156,8 @@ def training_data_problem(fixture):
     """Why a training test's dataset cannot be loaded (it is downloaded if missing), or ''."""
     dataset = fixture.load_case(fixture.cases[0])['dataset']
     try:
-        common.RAW_DATASETS[dataset]()
-    except common.DataUnavailable as error:
+        RAW_DATASETS[dataset]()
+    except DataUnavailable as error:
         return str(error)
     return ''
 
@@ -167,13 +169,13 @@ def test_child(connection, solution_path, dump_path, limit):
     ('training', '') when a training test starts to train, ('result', Result).
     Ctrl-C ends it quietly: the parent reports it.
     """
-    dump = open(dump_path, 'w')
-    faulthandler.enable(dump)  # a crash writes its traceback there too
-    try:
-        with common.os_exit_forbidden():
-            serve(connection, solution_path, dump, limit)
-    except KeyboardInterrupt:
-        pass
+    with open(dump_path, 'w') as dump:
+        faulthandler.enable(dump)  # a crash writes its traceback there too
+        try:
+            with common.os_exit_forbidden():
+                serve(connection, solution_path, dump, limit)
+        except KeyboardInterrupt:
+            pass
 
 
 def serve(connection, solution_path, dump, limit):
@@ -181,7 +183,7 @@ def serve(connection, solution_path, dump, limit):
     faulthandler.dump_traceback_later(limit, file=dump)
     try:
         solution = common.load_solution(solution_path)
-    except BaseException as error:  # SyntaxError, sys.exit(), anything
+    except BaseException as error:  # noqa: BLE001 (SyntaxError, sys.exit(), anything)
         connection.send(('import failed', import_failure(error, solution_path)))
         return
     faulthandler.cancel_dump_traceback_later()
@@ -198,9 +200,9 @@ def serve(connection, solution_path, dump, limit):
 
 def run_in_child(connection, fixture, solution):
     """The fixture's Result; a training test first checks that its data loads."""
-    if is_training(fixture) and not fixture.damage:
+    if fixture.is_training and not fixture.damage:
         if problem := training_data_problem(fixture):
-            return common.Result(fixture.test, 'not available', problem)
+            return common.Result(fixture.test, Verdict.NOT_AVAILABLE, problem)
         connection.send(('training', ''))
     try:
         return common.run_test(fixture, solution)
@@ -282,7 +284,7 @@ class Runner:
             self.close()
             raise Stop(message[1], 1)
 
-    def run(self, fixture, started=lambda: None):
+    def run(self, fixture, started):
         """The fixture's Result; calls started() when a training test starts to train.
 
         During a training test, the first Ctrl-C stops the training early
@@ -290,7 +292,7 @@ class Runner:
         """
         if self.child is None:
             self.start()
-        limit = None if is_training(fixture) else self.limit
+        limit = None if fixture.is_training else self.limit
         begin, interrupted = time.perf_counter(), False
         self.child.connection.send((fixture, limit))
         while True:
@@ -313,9 +315,9 @@ class Runner:
         where = self.child.stop()
         self.child = None
         if code is None:
-            return common.Result(fixture.test, 'time limit', f"stopped after the {limit:g} s limit "
+            return common.Result(fixture.test, Verdict.TIME_LIMIT, f"stopped after the {limit:g} s limit "
                                  f"(--time changes it) at\n{where}", seconds)
-        return common.Result(fixture.test, 'error', f"the process running the test ended "
+        return common.Result(fixture.test, Verdict.ERROR, f"the process running the test ended "
                              f"(exit code {code}) at\n{where}", seconds)
 
     def close(self):
@@ -344,12 +346,12 @@ def unittest(args):
     try:
         for fixture in fixtures:
             print(result_line(fixture, ''), end='', flush=True)
-            training = []
-            result = runner.run(fixture, lambda: training.append(print(
+            trained = []
+            result = runner.run(fixture, started=lambda trained=trained: trained.append(print(
                 "training... (Ctrl-C stops the training early)", flush=True)))
             results[fixture.test] = result
             verdict = colour(f"{result.verdict.upper():16}", VERDICT_COLOURS[result.verdict])
-            print(f"{result_line(fixture, '') if training else ''}{verdict} {result.seconds:6.2f}s",
+            print(f"{result_line(fixture, '') if trained else ''}{verdict} {result.seconds:6.2f}s",
                   flush=True)
             if result.message:
                 print('  ' + result.message.replace('\n', '\n  '))
@@ -423,9 +425,8 @@ def layer_for_check(layer_class, input_shape, arguments, rng):
     except TypeError as error:
         raise Stop(f"{layer_class.__name__}(**{arguments}): {error}; it takes "
                    f"{inspect.signature(layer_class)}: give them as --args '{{\"name\": value}}'") from None
-    layer.input_shape = tuple(input_shape[1:])
     try:
-        layer.build(common.NoUpdates())
+        common.build_for_check(layer, input_shape[1:])
     except (ValueError, TypeError, IndexError) as error:
         raise Stop(f"{interface.constructor_call(layer)} cannot take inputs of shape {input_shape}: "
                    f"{error}; give another --input-shape (batch first)") from None
@@ -453,9 +454,9 @@ def print_gradient_errors(name, analytic, numeric, n):
     print(f"{'array':12} {'shape':14} {'rel. error':>10}  {'verdict':8}  worst index: backward vs numerical")
     verdicts = {}
     for array in analytic:
-        error, worst = common.relative_error(analytic[array], numeric[array])
+        error, worst = numerical.relative_error(analytic[array], numeric[array])
         verdicts[array] = 'right' if error < RIGHT else 'doubtful' if error < WRONG else 'WRONG'
-        shown = colour(f"{verdicts[array]:8}", {'right': '32', 'doubtful': '33', 'WRONG': '31'}[verdicts[array]])
+        shown = colour(f"{verdicts[array]:8}", {'right': GREEN, 'doubtful': YELLOW, 'WRONG': RED}[verdicts[array]])
         print(f"{array:12} {str(analytic[array].shape):14} {error:10.1e}  {shown}  {worst}: "
               f"{analytic[array][worst]:.6g} vs {numeric[array][worst]:.6g}")
         if verdicts[array] == 'WRONG' and gradient_hint(analytic[array], numeric[array], n):
@@ -488,7 +489,7 @@ def gradcheck(args):
     print(f"loss = sum(outputs * G), G random; parameter gradients (batch means) compared times "
           f"n = {shape[0]}")
     inputs = rng.normal(size=shape)
-    analytic, numeric = call_student(solution, names[0], common.gradients, layer, inputs, args.seed)
+    analytic, numeric = call_student(solution, names[0], numerical.gradients, layer, inputs, args.seed)
     return 0 if print_gradient_errors(names[0], analytic, numeric, shape[0]) else 1
 
 
@@ -496,11 +497,13 @@ def gradcheck(args):
 
 def training_case(test):
     """The case of a training test (mnist, cifar): its dataset, function and split."""
-    fixtures = {name: fixture for name, fixture in common.find_fixtures().items()
-                if is_training(fixture)}
+    fixtures = {name: fixture for name, fixture in find_fixtures().items() if fixture.is_training}
     if test not in fixtures:
         raise Stop(f"unknown training test {test}; valid names: {', '.join(fixtures)}")
-    return fixtures[test].load_case(fixtures[test].cases[0])
+    try:
+        return fixtures[test].load_case(fixtures[test].cases[0])
+    except common.FixtureError as error:
+        raise Stop(str(error), 1) from None
 
 
 def matplotlib_figure(path):
@@ -547,8 +550,8 @@ def train(args):
         raise Stop(f"--epochs {args.epochs}: give at least 1")
     solution = import_solution(args.solution)
     try:
-        x_train, y_train, x_test, y_test = common.DATASETS[case['dataset']]()
-    except common.DataUnavailable as error:
+        x_train, y_train, x_test, y_test = DATASETS[case['dataset']]()
+    except DataUnavailable as error:
         raise Stop(str(error), 1) from None
     interface.Model.epoch_limit = args.epochs
     try:
