@@ -242,6 +242,8 @@ class TestChild:
                 return self.connection.recv()
             except (EOFError, OSError):
                 pass
+        if ready:
+            self.process.join(5)  # it ended: its exit code is known once it is reaped
         return None
 
     def stop(self):
@@ -588,10 +590,8 @@ def staff_command(argv):
     return cli.main(argv)
 
 
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in STAFF_COMMANDS:
-        return staff_command(argv)
+def build_parser():
+    """The student commands' argument parser."""
     parser = argparse.ArgumentParser(
         prog='./run.py', description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest='command', required=True, metavar='command')
@@ -633,6 +633,14 @@ def main(argv=None):
     if (common.KIT_DIR / 'staff').is_dir():  # the student kit has no staff/: no staff commands
         for name in STAFF_COMMANDS:
             commands.add_parser(name, help='course staff: see ./run.py %s --help' % name)
+    return parser
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in STAFF_COMMANDS:
+        return staff_command(argv)
+    parser = build_parser()
     args = parser.parse_args(argv)
     if not Path(args.solution).is_file():
         parser.error(f"no solution file at {args.solution}")
