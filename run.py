@@ -537,7 +537,7 @@ def plot_curves(figure_type, model, path, title):
             history = getattr(model, f"{metric}_{part}_history")
             axes.plot(range(1, len(history) + 1), history, 'o-', label=label)
         axes.set(xlabel='epoch', ylabel=metric, xlim=(0.5, len(model.loss_train_history) + 0.5))
-        axes.xaxis.get_major_locator().set_params(integer=True)
+        axes.xaxis.get_major_locator().set_params(integer=True, min_n_ticks=1)
         axes.grid(alpha=0.3)
         axes.legend()
     figure.savefig(path, dpi=100)

@@ -445,6 +445,56 @@ def test_train_plots_the_curves(cli, mnist_subset, tmp_path):
     assert f"loss and accuracy curves saved to {tmp_path / 'curves.png'}" in out
 
 
+def test_one_epoch_is_plotted_on_an_axis_of_whole_epochs(tmp_path):
+    from matplotlib.figure import Figure
+    figures = []
+
+    class Kept(Figure):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            figures.append(self)
+
+    model = Model(solution.CategoricalCrossentropy(), solution.SGD(lr=0.1))
+    model.loss_train_history, model.loss_valid_history = [0.5], [0.4]
+    model.accuracy_train_history, model.accuracy_valid_history = [0.8], [0.9]
+    run.plot_curves(Kept, model, tmp_path / 'curves.png', 'one epoch')
+    for axes in figures[0].axes:
+        assert axes.get_xlim() == (0.5, 1.5)
+        assert [tick for tick in axes.get_xticks() if 0.5 <= tick <= 1.5] == [1]
+
+
+INTERRUPTED_TRAINING = '''
+
+class StopAtOnce(Layer):
+    def forward(self, inputs):
+        if self.is_training:
+            raise KeyboardInterrupt  # as Ctrl-C in the first epoch
+        return inputs
+
+    def backward(self, grad_outputs):
+        return grad_outputs
+
+
+def train_mnist_model(x_train, y_train, x_valid, y_valid):
+    model = Model(CategoricalCrossentropy(), SGD(lr=0.1))
+    model.add(StopAtOnce(input_shape=(784,)))
+    model.add(Dense(10))
+    model.add(Softmax())
+    model.fit(x_train, y_train, batch_size=32, epochs=3, x_valid=x_valid, y_valid=y_valid)
+    return model
+'''
+
+
+def test_ctrl_c_in_the_first_epoch_says_so_instead_of_plotting(cli, mnist_subset, tmp_path):
+    pytest.importorskip('matplotlib')
+    status, out, err = cli('train', 'mnist', '--plot', tmp_path / 'curves.png',
+                           '--solution', solution_file(tmp_path, extra=INTERRUPTED_TRAINING))
+    assert status == 0, out + err
+    assert '(0 epochs, ' in out
+    assert 'no curves to plot: training was stopped (Ctrl-C) before its first epoch finished' in out
+    assert not (tmp_path / 'curves.png').exists()
+
+
 def test_train_without_matplotlib_says_so_before_training(cli, monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, 'matplotlib', None)
     monkeypatch.setitem(sys.modules, 'matplotlib.figure', None)
