@@ -49,21 +49,34 @@ def check_float64(layer, inputs, seed):
     It does in float64; a layer that computes in float32 inside loses it, and
     central differences would then measure rounding noise.
     """
-    signs = np.random.default_rng((seed, 2))
     np.random.seed(seed)
     outputs = np.array(layer(inputs))
+    if outputs.size == 0:
+        raise GradientCheckError(f"{layer.name}: its outputs are empty (shape {outputs.shape}), so "
+                                 f"there is nothing to check: give other --args or a larger "
+                                 f"--input-shape")
     for name in ['inputs', *layer.parameter_names]:
-        array = inputs if name == 'inputs' else getattr(layer, name)
-        original = array.copy()
-        array += 1e-12 * (1 + np.abs(array)) * signs.choice([-1, 1], size=array.shape)
-        np.random.seed(seed)
-        changed = np.any(np.asarray(layer(inputs)) != outputs)
-        array[...] = original
-        if not changed:
+        if not changes_outputs(layer, inputs, name, 1e-3, seed, outputs):
+            raise GradientCheckError(
+                f"{layer.name}: the outputs do not depend on {name} (changing it by 1e-3 leaves "
+                f"them the same{', all zeros' if not np.any(outputs) else ''}): check the "
+                f"arguments (--args) or the forward pass")
+        if not changes_outputs(layer, inputs, name, 1e-12, seed, outputs):
             raise GradientCheckError(
                 f"{layer.name}: changing {name} by 1e-12 leaves the outputs exactly the same, so "
-                f"the layer computes in float32 (astype(np.float32)?) or ignores {name}: the "
-                f"check needs float64 throughout")
+                f"the layer computes in float32 (astype(np.float32)?): the check needs float64 "
+                f"throughout")
+
+
+def changes_outputs(layer, inputs, name, step, seed, outputs):
+    """Whether a relative change of `step` in `name` (inputs or a parameter) changes the outputs."""
+    array = inputs if name == 'inputs' else getattr(layer, name)
+    original = array.copy()
+    array += step * (1 + np.abs(array)) * np.random.default_rng((seed, 2)).choice([-1, 1], size=array.shape)
+    np.random.seed(seed)
+    changed = np.any(np.asarray(layer(inputs)) != outputs)
+    array[...] = original
+    return changed
 
 
 def forward_repeatably(layer, inputs, seed):

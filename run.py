@@ -416,22 +416,39 @@ def parse_arguments(text):
     return arguments
 
 
-def layer_for_check(layer_class, input_shape, arguments, rng):
+def builds(layer_class, arguments, input_shape):
+    """Whether layer_class(**arguments) builds for input_shape (batch first)."""
+    try:
+        common.build_for_check(layer_class(**arguments), input_shape[1:])
+    except (Exception, SystemExit):  # noqa: BLE001 (any failure means no)
+        return False
+    return True
+
+
+def layer_for_check(layer_class, input_shape, arguments, rng, default_shape=None):
     """layer_class(**arguments) built for input_shape (batch first), with random parameters.
 
     Random normal parameters, so that a forgotten factor cannot hide behind
-    gamma = 1 or zero biases.
+    gamma = 1 or zero biases. A build that raises blames the input shape when
+    the layer builds for the default shape, and else the student's code.
     """
     try:
         layer = layer_class(**arguments)
     except TypeError as error:
         raise Stop(f"{layer_class.__name__}(**{arguments}): {error}; it takes "
                    f"{inspect.signature(layer_class)}: give them as --args '{{\"name\": value}}'") from None
+    call = interface.constructor_call(layer)
     try:
         common.build_for_check(layer, input_shape[1:])
-    except (ValueError, TypeError, IndexError) as error:
-        raise Stop(f"{interface.constructor_call(layer)} cannot take inputs of shape {input_shape}: "
-                   f"{error}; give another --input-shape (batch first)") from None
+    except NotImplementedError as error:
+        raise Stop(f"{call}.build: not implemented ({error})", 1) from None
+    except (Exception, SystemExit) as error:  # noqa: BLE001 (the student's build or the shape)
+        if default_shape not in (None, input_shape) and builds(layer_class, arguments, default_shape):
+            raise Stop(f"{call} cannot take inputs of shape {input_shape}: {error}; give another "
+                       f"--input-shape (batch first)") from None
+        where = common.student_traceback(error, inspect.getfile(layer_class)).rstrip()
+        raise Stop(f"{call}.build() for inputs of shape {input_shape} raised an exception:\n"
+                   f"{where}", 1) from None
     for name in layer.parameter_names:
         setattr(layer, name, rng.normal(size=getattr(layer, name).shape))
     return layer
@@ -484,8 +501,10 @@ def gradcheck(args):
     default_shape, default_arguments = GRADCHECK_DEFAULTS.get(names[0], OTHER_LAYER_DEFAULTS)
     shape = default_shape if args.input_shape is None else parse_shape(args.input_shape)
     arguments = default_arguments if args.args is None else parse_arguments(args.args)
+    if args.seed < 0:
+        raise Stop(f"--seed {args.seed}: give a whole number of 0 or more")
     rng = np.random.default_rng(args.seed)
-    layer = layer_for_check(classes[names[0]], shape, arguments, rng)
+    layer = layer_for_check(classes[names[0]], shape, arguments, rng, default_shape)
     print(f"{interface.constructor_call(layer)} on random inputs {shape}, float64, training mode, "
           f"seed {args.seed}")
     print(f"loss = sum(outputs * G), G random; parameter gradients (batch means) compared times "

@@ -300,3 +300,87 @@ def test_an_unbuilt_layer_hints_at_model_add():
     with pytest.raises(AttributeError, match=r'Dense.weights is not set: the layer is not built: '
                                              r'add it to a model with model.add\(layer\)'):
         solution.Dense(4).forward(np.ones((2, 3)))
+
+
+# ========================= gradcheck's diagnoses ============================
+
+def gradcheck(*args, solution_path=REFERENCE):
+    return command('gradcheck', *args, '--solution', solution_path)
+
+
+@pytest.fixture(scope='module')
+def blank_template(tmp_path_factory):
+    from staff.kit import make_template
+    from staff.points import STANDARD_TABLE, load_table
+    path = tmp_path_factory.mktemp('blank') / 'solution.py'
+    path.write_text(make_template(REFERENCE.read_text(), load_table(STANDARD_TABLE)))
+    return path
+
+
+@pytest.mark.parametrize('layer', run.GRADCHECK_DEFAULTS)
+def test_gradcheck_on_the_blank_template_says_not_implemented(blank_template, layer):
+    if layer not in vars(common.load_solution(blank_template, 'blank_template')):
+        pytest.skip(f"{layer} is not in the standard template")
+    result = gradcheck(layer, solution_path=blank_template)
+    assert result.returncode == 1
+    assert result.stderr.strip().endswith('your code here)') and 'not implemented' in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+BUILD_RAISES = '''
+
+class BuildsBadly(Layer):
+    def build(self, optimizer, prev_layer=None):
+        super().build(optimizer, prev_layer)
+        self.output_shape = self.input_shape[5]
+
+    def forward(self, inputs):
+        return inputs
+
+    def backward(self, grad_outputs):
+        return grad_outputs
+'''
+
+
+def test_gradcheck_of_a_layer_whose_build_raises_shows_the_students_line(tmp_path):
+    path = tmp_path / 'solution.py'
+    path.write_text(REFERENCE.read_text() + BUILD_RAISES)
+    result = gradcheck('BuildsBadly', solution_path=path)
+    assert result.returncode == 1
+    assert 'BuildsBadly().build() for inputs of shape (4, 8) raised an exception:' in result.stderr
+    assert f'File "{path}"' in result.stderr and 'self.input_shape[5]' in result.stderr
+    assert 'common.py' not in result.stderr and 'run.py' not in result.stderr
+    assert '--input-shape' not in result.stderr
+
+
+def test_gradcheck_blames_determine_padding_not_the_input_shape(tmp_path):
+    source = REFERENCE.read_text()
+    padding = "    if mode == 'same':\n        return (kernel_size - 1) // 2\n"
+    assert source.count(padding) == 1
+    path = tmp_path / 'solution.py'
+    path.write_text(source.replace(padding, "    if mode == 'same':\n        return None\n"))
+    for options in ([], ['--input-shape', '4,3,6,5']):
+        result = gradcheck('Conv2D', *options, solution_path=path)
+        assert result.returncode == 1
+        assert 'raised an exception' in result.stderr and 'NoneType' in result.stderr
+        assert f'File "{path}"' in result.stderr and '--input-shape' not in result.stderr
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['Dense', '--args', '{"units": 0}'], 'Dense: its outputs are empty (shape (4, 0)), so there is '
+                                          'nothing to check'),
+    (['MaxPooling2D', '--input-shape', '4,3,1,1'], 'MaxPooling2D: its outputs are empty (shape '
+                                                    '(4, 3, 0, 0))'),
+    (['Dropout', '--args', '{"p": 1.5}'], 'Dropout: the outputs do not depend on inputs (changing it '
+                                          'by 1e-3 leaves them the same, all zeros): check the '
+                                          'arguments (--args)'),
+])
+def test_gradcheck_diagnoses_degenerate_layers(argv, message):
+    result = gradcheck(*argv)
+    assert result.returncode == 1 and result.stderr.strip() == message or message in result.stderr
+    assert 'float32' not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_gradcheck_refuses_a_negative_seed_in_one_line():
+    result = gradcheck('ReLU', '--seed', '-1')
+    assert result.returncode == 2 and result.stderr.strip() == '--seed -1: give a whole number of 0 or more'
