@@ -36,6 +36,7 @@ GIB = 1 << 30
 TIME_LIMIT = 60  # seconds (wall and CPU) of each section in the checking system
 MEMORY_LIMIT = 2 * GIB  # bytes of memory of each section in the checking system
 TRAINING_MEMORY_LIMIT = 6 * GIB  # the same for the training sections (mnist, cifar)
+TRAINING_ALLOWANCE = 60  # seconds of wall time they get beyond their training limit: data, predicting
 REEXTRACT = "re-extract the kit's tests/ folder from its zip"
 
 

@@ -49,7 +49,7 @@ CHILD_VERDICTS = {Verdict.NOT_IMPLEMENTED, Verdict.FAILED, Verdict.ERROR, Verdic
 DEFAULT_LIMITS = Limits(wall=common.TIME_LIMIT, cpu=common.TIME_LIMIT, memory=common.MEMORY_LIMIT,
                         threads=1)
 TRAINING_MEMORY = common.TRAINING_MEMORY_LIMIT
-TRAINING_ALLOWANCE = 60  # seconds of wall time beyond the training limit: loading data, predicting
+TRAINING_ALLOWANCE = common.TRAINING_ALLOWANCE
 CHANNEL_LIMIT = 256 * MIB
 CHILD_SCRIPT = Path(__file__).resolve().with_name('child.py')
 HIDDEN = 'hidden: '  # prefix of the hidden cases' names
@@ -378,6 +378,8 @@ def walk_cases(plan, child, finished):
             return outcomes, full_messages, stop
         verdict, message, full_messages[test, name] = judge_case(
             case, child.results[index], name.startswith(HIDDEN))
+        if verdict == Verdict.MEMORY_LIMIT:  # the child's message cannot know this grader's limit
+            message = f"ran out of memory (MemoryError) over the {plan.limits.memory / GIB:g} GiB limit"
         outcomes[test].append((name, verdict, message))
     return outcomes, full_messages, None
 

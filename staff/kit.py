@@ -262,9 +262,27 @@ MNIST is included in `data/mnist/` (four .gz files, {size_text(mnist_size)}).
 ## What to upload
 
 Only `solution.py`. The checking system runs it with its own copies of the other files
-and of the tests, with time and memory limits, and possibly on more cases than those in
-`tests/` (other random inputs and shapes): code that is right passes those too.
+and of the tests, and possibly on more cases than those in `tests/` (other random inputs
+and shapes): code that is right passes those too.
+
+## Limits
+
+{limits_text(trained)}
 """
+
+
+def limits_text(trained):
+    """The limits of the checking system (common.py's, which the grader applies)."""
+    text = (f"Each section runs in a fresh process with at most {common.TIME_LIMIT} s (wall-clock "
+            f"and CPU time) and {common.MEMORY_LIMIT / common.GIB:g} GiB of memory; `./run.py "
+            f"unittest` stops a test after the same {common.TIME_LIMIT} s (`--time` changes it) "
+            f"with the verdict TIME LIMIT.\n")
+    for test, case in trained.items():
+        text += (f"\n- `{test}` gets its training limit of {case['time_limit'] / 60:g} minutes, plus "
+                 f"{common.TRAINING_ALLOWANCE} s to load the data and predict, and "
+                 f"{common.TRAINING_MEMORY_LIMIT / common.GIB:g} GiB of memory.")
+    return text + ("\n\nOver a limit, the section gets the verdict `time limit` or `memory limit` "
+                   "and no points.")
 
 
 # ================================== Kit =====================================

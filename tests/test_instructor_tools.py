@@ -178,6 +178,10 @@ def test_mnist_kit_has_only_its_sections_with_its_points(kits):
     readme = (kits['mnist'] / 'README.md').read_text()
     assert 'assignment kit (5 points)' in readme and '| 2.1.2 | Softmax | 1 | `softmax` |' in readme
     assert 'CIFAR' not in readme and 'MiB' in readme and 'Only `solution.py`' in readme
+    assert ('at most 60 s (wall-clock and CPU time) and 2 GiB of memory; `./run.py unittest` stops '
+            'a test after the same 60 s') in readme
+    assert ('`mnist` gets its training limit of 10 minutes, plus 60 s to load the data and predict, '
+            'and 6 GiB of memory') in readme
 
 
 @pytest.mark.parametrize('table', ['standard', 'mnist'])
