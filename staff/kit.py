@@ -16,8 +16,9 @@ The kit holds the template, the kit's modules (KIT_MODULES), requirements.txt
 (written from STUDENT_REQUIREMENTS),
 MNIST (data/mnist/), the public fixture directories of the table's tests
 (numbered in the table's order, their descriptions carrying the table's
-points) and a README generated from the table. No reference code, hidden
-fixtures, staff/ package or project tests get into it.
+points), the pytest files that run them (KIT_TEST_FILES) and a README
+generated from the table. No reference code, hidden fixtures, staff/
+package or other project tests get into it.
 """
 import argparse
 import ast
@@ -41,6 +42,7 @@ CLOSE = '# your code here /\\'
 HEADER = re.compile(r'# =+ (?P<number>\d+(?:\.\d+)*) (?P<title>.*\S) =+')
 # The modules a student receives, beside solution.py; the grader copies them into its sandbox.
 KIT_MODULES = ('interface.py', 'common.py', 'datasets.py', 'gradcheck.py', 'pickles.py', 'run.py')
+KIT_TEST_FILES = ('conftest.py', 'test_solution.py')  # in tests/: python -m pytest runs the unit tests
 # The student kit's requirements.txt: what the kit's modules import (and pytest, which
 # the original kit's instructions use). The repository's requirements.txt pins more.
 STUDENT_REQUIREMENTS = ('numpy>=1.24', 'pytest>=7', 'tqdm>=4.60', 'matplotlib>=3.5')
@@ -249,6 +251,11 @@ read `interface.py` first, and `common.py` when a test fails.
 `./run.py --help` and `./run.py <command> --help` explain the options. A failed test
 names the case and the quantity that differs, with the worst index and both values.
 
+`python -m pytest` runs the same checks as `./run.py unittest`, one pytest item per case
+(`tests/test_solution.py`), for editors whose test panel runs pytest: select a test with
+`python -m pytest -m {first}` or `-k {first}`, and leave out the training with
+`-m "not training"`.
+
 ## Sections
 
 {section_rows(table, written)}
@@ -356,6 +363,8 @@ def make_kit(out_dir, table, reference=common.KIT_DIR / 'solution.py'):
             (stage / name).chmod(0o755)
         (stage / 'solution.py').write_text(template)
         copy_fixtures(table, fixtures, stage / 'tests')
+        for name in KIT_TEST_FILES:
+            shutil.copyfile(common.TESTS_DIR / name, stage / 'tests' / name)
         mnist_size = copy_mnist(stage / 'data')
         readme = student_readme(table, written_functions(template), fixtures, mnist_size)
         (stage / 'README.md').write_text(readme)

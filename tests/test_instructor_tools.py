@@ -109,7 +109,8 @@ def definitions(source):
 
 def test_standard_kit_holds_the_student_files_only(kits):
     files = tree(kits['standard'])
-    fixture_dirs = sorted({name.split('/')[1] for name in files if name.startswith('tests/')})
+    fixture_dirs = sorted({name.split('/')[1] for name in files if name.startswith('tests/')
+                           and name.count('/') > 1})
     assert fixture_dirs == [directory_name(number, test) for number, (_, test)
                             in enumerate(load_table(STANDARD_TABLE).numbered_tests())]
     top = sorted(name for name in files if not name.startswith(('tests/', 'data/')))
@@ -121,6 +122,10 @@ def test_standard_kit_holds_the_student_files_only(kits):
     assert os.access(kits['standard'] / 'run.py', os.X_OK)
     for name in (n for n in files if n.startswith('tests/') and n.endswith('.pkl')):
         assert files[name] == (common.TESTS_DIR / name[len('tests/'):]).read_bytes()
+    assert sorted(name for name in files if name.startswith('tests/') and name.endswith('.py')) == \
+        sorted(f'tests/{name}' for name in kit.KIT_TEST_FILES)
+    for name in kit.KIT_TEST_FILES:
+        assert files[f'tests/{name}'] == (common.TESTS_DIR / name).read_bytes()
 
 
 def test_kit_requirements_are_the_students_short_list(kits):
@@ -211,6 +216,30 @@ def test_filling_the_regions_back_gives_the_reference_that_passes(kits, table, t
     quick = [test for test in QUICK_TESTS if test in common.find_fixtures(filled_kit / 'tests')]
     result = run('unittest', *quick, kit_dir=filled_kit)
     assert result.returncode == 0 and 'FAILED' not in result.stdout, result.stdout
+    cases = sum(len(fixture.cases) for test, fixture in common.find_fixtures(filled_kit / 'tests').items()
+                if test in quick)
+    result = kit_pytest(filled_kit, '-m', 'not training')
+    assert result.returncode == 0 and f"{cases} passed" in result.stdout, result.stdout
+
+
+def kit_pytest(kit_dir, *args):
+    """python -m pytest in a kit, as a student's editor runs it."""
+    return subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', *args],
+                          cwd=kit_dir, capture_output=True, text=True, timeout=300)
+
+
+def test_pytest_in_the_blank_kit_fails_one_item_per_case_selectable_by_test(kits):
+    relu = common.find_fixtures(kits['standard'] / 'tests')['relu']
+    result = kit_pytest(kits['standard'], '-m', 'relu')
+    assert result.returncode == 1 and f"{len(relu.cases)} failed" in result.stdout, result.stdout
+    assert 'NOT IMPLEMENTED: ReLU: your code here' in result.stdout
+    assert all(f"test_case[relu: {entry['name']}]" in result.stdout for entry in relu.cases)
+    softmax = common.find_fixtures(kits['standard'] / 'tests')['softmax']
+    by_name = kit_pytest(kits['standard'], '-k', 'softmax', '--collect-only')
+    assert by_name.returncode == 0 and f"{len(softmax.cases)}/" in by_name.stdout, by_name.stdout
+    collected = kit_pytest(kits['standard'], '--collect-only')
+    total = sum(len(fixture.cases) for fixture in common.find_fixtures(kits['standard'] / 'tests').values())
+    assert f"{total} tests collected" in collected.stdout, collected.stdout
 
 
 @pytest.mark.training
