@@ -30,7 +30,7 @@ RELU_FORWARD = '''class ReLU(Layer):
 
 def command(*args, kit_dir=common.KIT_DIR, env=None, timeout=120):
     return subprocess.run([sys.executable, str(Path(kit_dir) / 'run.py'), *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout, env=env)
+                          capture_output=True, text=True, timeout=timeout, env=env, check=False)
 
 
 def with_code(tmp_path, code, at_import=False):
@@ -190,7 +190,7 @@ def fixture_dir(kit, test):
 
 def first_case_file(kit, test):
     directory = fixture_dir(kit, test)
-    return directory / sorted(path.name for path in directory.glob('*.pkl'))[0]
+    return min(directory.glob('*.pkl'))
 
 
 DAMAGES = {
@@ -367,17 +367,17 @@ def test_gradcheck_blames_determine_padding_not_the_input_shape(tmp_path):
 
 
 @pytest.mark.parametrize('argv, message', [
-    (['Dense', '--args', '{"units": 0}'], 'Dense: its outputs are empty (shape (4, 0)), so there is '
-                                          'nothing to check'),
-    (['MaxPooling2D', '--input-shape', '4,3,1,1'], 'MaxPooling2D: its outputs are empty (shape '
-                                                    '(4, 3, 0, 0))'),
-    (['Dropout', '--args', '{"p": 1.5}'], 'Dropout: the outputs do not depend on inputs (changing it '
-                                          'by 1e-3 leaves them the same, all zeros): check the '
-                                          'arguments (--args)'),
+    (['Dense', '--args', '{"units": 0}'],
+     'Dense: its outputs are empty (shape (4, 0)), so there is nothing to check'),
+    (['MaxPooling2D', '--input-shape', '4,3,1,1'],
+     'MaxPooling2D: its outputs are empty (shape (4, 3, 0, 0))'),
+    (['Dropout', '--args', '{"p": 1.5}'],
+     ('Dropout: the outputs do not depend on inputs (changing it by 1e-3 leaves them the same, '
+      'all zeros): check the arguments (--args)')),
 ])
 def test_gradcheck_diagnoses_degenerate_layers(argv, message):
     result = gradcheck(*argv)
-    assert result.returncode == 1 and result.stderr.strip() == message or message in result.stderr
+    assert result.returncode == 1 and message in result.stderr
     assert 'float32' not in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
