@@ -8,6 +8,8 @@
   ./run.py train mnist --epochs 2 --plot curves.png --save model.npz
                                  train your train_mnist_model (or: cifar), report
                                  its test accuracy, plot its curves, save the model
+  ./run.py profile cifar         time each layer of your train_cifar10_model's network
+                                 and project the whole training's time
 
 Each command takes --solution FILE to use another solution.py; see
 ./run.py <command> --help. Exit status: 0 when everything passed, 1 when
@@ -33,7 +35,8 @@ import common
 import gradcheck as numerical
 import interface
 from common import Verdict
-from datasets import DATASETS, RAW_DATASETS, DataUnavailable
+from datasets import CLASSES, DATASETS, RAW_DATASETS, DataUnavailable
+from datasets import TRAINING_SHAPES as DATASET_SHAPES
 
 STAFF_COMMANDS = ('make-fixtures', 'check-fixtures', 'make-kit', 'grade')
 
@@ -600,6 +603,99 @@ def train(args):
     return 0
 
 
+# ================================= profile ==================================
+
+def recording_fit(calls):
+    """A stand-in for Model.fit that trains nothing: it appends (model, batch_size, epochs) to
+    calls and NaN to the histories, so that code which counts finished epochs goes on."""
+    def fit(model, x_train, y_train, batch_size, epochs, *args, **kwargs):
+        calls.append((model, batch_size, epochs))
+        for history in (model.loss_train_history, model.accuracy_train_history,
+                        model.loss_valid_history, model.accuracy_valid_history):
+            history.extend([np.nan] * epochs)
+    return fit
+
+
+def network_of(solution, case, rng):
+    """(model, batch size, epochs in all) of the case's training function, trained not at all.
+
+    The function runs on 100 random training samples of the dataset's shapes
+    (and the validation set's size), with Model.fit replaced by recording_fit; the batch size is the first fit call's.
+    """
+    shape = DATASET_SHAPES[case['dataset']]
+    x = rng.normal(size=(case['valid_size'] + 100, *shape[1:])).astype(np.float32)
+    y = np.eye(CLASSES, dtype=np.float32)[rng.integers(0, CLASSES, size=len(x))]
+    calls, fit = [], interface.Model.fit
+    interface.Model.fit = recording_fit(calls)
+    try:
+        call_student(solution, case['function'], common.train_model, solution, case, x, y)
+    finally:
+        interface.Model.fit = fit
+    if not calls:
+        raise Stop(f"{case['function']} never called model.fit: nothing to profile", 1)
+    model, batch_size, _ = calls[0]
+    return model, batch_size, sum(epochs for _, _, epochs in calls)
+
+
+def timed(function, *args):
+    """(function(*args), seconds)."""
+    start = time.perf_counter()
+    result = function(*args)
+    return result, time.perf_counter() - start
+
+
+def profile_batch(model, x, y):
+    """{layer index: [forward, backward, update seconds]} of one training step on (x, y)."""
+    seconds = {index: [0.0, 0.0, 0.0] for index in range(len(model.layers))}
+    model.set_training(True)
+    for index, layer in enumerate(model.layers):
+        x, seconds[index][0] = timed(layer, x)
+    grad = model.loss.gradient(y, x)
+    for index in reversed(range(len(model.layers))):
+        grad, seconds[index][1] = timed(model.layers[index].backward, grad)
+    for index, layer in enumerate(model.layers):
+        _, seconds[index][2] = timed(layer.update_parameters)
+    return seconds
+
+
+def profile(args):
+    case = training_case(args.test)
+    if args.batches < 1:
+        raise Stop(f"--batches {args.batches}: give at least 1")
+    solution = import_solution(args.solution)
+    rng = np.random.default_rng(0)
+    model, batch_size, epochs = network_of(solution, case, rng)
+    shape = (batch_size, *model.layers[0].input_shape)
+    x = rng.normal(size=shape).astype(np.float32)
+    y = np.eye(model.layers[-1].output_shape[0], dtype=np.float32)[rng.integers(
+        0, model.layers[-1].output_shape[0], size=batch_size)]
+    runs = [call_student(solution, 'the training step', profile_batch, model, x, y)
+            for _ in range(args.batches + 1)][1:]  # the first one warms up
+    mean = {index: np.median([run[index] for run in runs], axis=0) for index in runs[0]}
+    step = sum(sum(times) for times in mean.values())
+    print(f"{case['function']}: batch size {batch_size}, {epochs} epochs; median of {args.batches} "
+          f"training steps on random inputs {shape}")
+    names = [interface.constructor_call(layer) for layer in model.layers]
+    width = max(len(name) for name in [*names, 'layer'])
+    print(f"{'layer':{width}}  {'forward ms':>10}  {'backward ms':>11}  {'update ms':>9}  {'share':>5}")
+    for index, name in enumerate(names):
+        forward, backward, update = mean[index]
+        print(f"{name:{width}}  {1e3 * forward:10.2f}  {1e3 * backward:11.2f}  {1e3 * update:9.2f}  "
+              f"{(forward + backward + update) / step:5.0%}")
+    forward, backward, update = np.sum(list(mean.values()), axis=0)
+    print(f"{'one training step':{width}}  {1e3 * forward:10.2f}  {1e3 * backward:11.2f}  "
+          f"{1e3 * update:9.2f}  100%")
+    samples = DATASET_SHAPES[case['dataset']][0] - case['valid_size']
+    batches = -(-samples // batch_size)
+    forward = sum(times[0] for times in mean.values()) / batch_size  # seconds per sample
+    total = epochs * (batches * step + case['valid_size'] * forward)
+    verdict = 'within' if total <= case['time_limit'] else 'OVER'
+    print(f"projected training: {epochs} epochs x ({batches} steps of {step:.3f} s + validation) "
+          f"= {total / 60:.1f} min, {verdict} the limit of {case['time_limit'] / 60:g} min "
+          f"(on this machine, as busy as it is now)")
+    return 0 if total <= case['time_limit'] else 1
+
+
 def staff_command(argv):
     try:
         from staff import cli
@@ -649,6 +745,17 @@ def build_parser():
     training.add_argument('--plot', metavar='PNG', help='save the loss and accuracy curves (matplotlib)')
     training.add_argument('--save', metavar='NPZ', help='save the model (interface.Model.load reads it)')
     training.set_defaults(run=train)
+    profiling = commands.add_parser(
+        'profile', parents=[solution], help="time each layer of your training model's network",
+        description="Builds the network of train_mnist_model (mnist) or train_cifar10_model (cifar) "
+                    "of solution.py without training it (its first model.fit call is stopped), "
+                    "times the forward pass, backward pass and update of each layer on a few "
+                    "batches of random inputs, and projects the time of the whole training run "
+                    "against the unit test's limit. Exit status 1 when the projection is over it.")
+    profiling.add_argument('test', metavar='mnist|cifar', help='the training test')
+    profiling.add_argument('--batches', type=int, default=3, metavar='N',
+                           help='training steps to time, after one to warm up (default 3)')
+    profiling.set_defaults(run=profile)
     if (common.KIT_DIR / 'staff').is_dir():  # the student kit has no staff/: no staff commands
         for name in STAFF_COMMANDS:
             commands.add_parser(name, help='course staff: see ./run.py %s --help' % name)

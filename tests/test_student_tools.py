@@ -543,3 +543,57 @@ def test_score_counts_a_section_only_when_all_its_tests_ran_and_passed(cli, tmp_
     status, out, _ = cli('unittest', 'im2col', 'conv', 'relu', '--solution', broken)
     assert status == 1 and re.search(r'^3\.1 +conv .*PASSED', out, re.MULTILINE)
     assert out.strip().splitlines()[-1] == 'passed 1/2 sections, 0.5 / 2 points'
+
+
+# ================================= profile ==================================
+
+MNIST_NETWORK = ['Dense(512, input_shape=(784,))', 'ReLU()', 'Dense(10)', 'Softmax()']
+
+
+def test_profile_times_each_layer_of_the_students_network_and_projects_the_training(cli):
+    status, out, err = cli('profile', 'mnist', '--batches', '2')
+    assert status in (0, 1), err  # 1: the projection is over the limit on a busy machine
+    lines = out.splitlines()
+    assert lines[0] == ('train_mnist_model: batch size 64, 8 epochs; median of 2 training steps '
+                        'on random inputs (64, 784)')
+    assert [line.split('  ')[0] for line in lines[2:6]] == MNIST_NETWORK
+    shares = [int(re.search(r'(\d+)%$', line).group(1)) for line in lines[2:6]]
+    assert 98 <= sum(shares) <= 102 and max(shares) == shares[0]  # the big Dense dominates
+    assert lines[6].startswith('one training step')
+    assert re.fullmatch(r'projected training: 8 epochs x \(860 steps of [\d.]+ s \+ validation\) = '
+                        r'[\d.]+ min, (within|OVER) the limit of 10 min \(on this machine, as busy '
+                        r'as it is now\)', lines[7])
+    assert (status == 0) == ('within' in lines[7])
+    assert model_fit_is_restored()
+
+
+def model_fit_is_restored():
+    return Model.fit.__qualname__ == 'Model.fit'
+
+
+def test_profile_counts_the_epochs_of_every_fit_call(cli):
+    status, out, err = cli('profile', 'cifar', '--batches', '1')
+    assert status in (0, 1), err
+    assert out.startswith('train_cifar10_model: batch size 128, 12 epochs;')  # 12 fit calls of 1 epoch
+    assert 'Conv2D(16, input_shape=(3, 32, 32))' in out and model_fit_is_restored()
+
+
+@pytest.mark.parametrize('body, message', [
+    ('    return Model(CategoricalCrossentropy(), SGD(lr=0.1))\n',
+     'train_mnist_model never called model.fit: nothing to profile'),
+    ('    raise NotImplementedError("MNIST: your code here")\n',
+     'train_mnist_model: not implemented (MNIST: your code here)'),
+])
+def test_profile_says_why_it_cannot_profile(cli, tmp_path, body, message):
+    extra = '\n\ndef train_mnist_model(x_train, y_train, x_valid, y_valid):\n' + body
+    status, out, err = cli('profile', 'mnist', '--solution', solution_file(tmp_path, extra=extra))
+    assert status == 1 and err.strip() == message and model_fit_is_restored()
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['conv'], 'unknown training test conv; valid names: mnist, cifar'),
+    (['mnist', '--batches', '0'], '--batches 0: give at least 1'),
+])
+def test_profile_usage_errors(cli, argv, message):
+    status, out, err = cli('profile', *argv)
+    assert status == 2 and err.strip() == message
