@@ -586,7 +586,7 @@ def test_profile_counts_the_epochs_of_every_fit_call(cli):
 ])
 def test_profile_says_why_it_cannot_profile(cli, tmp_path, body, message):
     extra = '\n\ndef train_mnist_model(x_train, y_train, x_valid, y_valid):\n' + body
-    status, out, err = cli('profile', 'mnist', '--solution', solution_file(tmp_path, extra=extra))
+    status, _, err = cli('profile', 'mnist', '--solution', solution_file(tmp_path, extra=extra))
     assert status == 1 and err.strip() == message and model_fit_is_restored()
 
 
@@ -595,5 +595,5 @@ def test_profile_says_why_it_cannot_profile(cli, tmp_path, body, message):
     (['mnist', '--batches', '0'], '--batches 0: give at least 1'),
 ])
 def test_profile_usage_errors(cli, argv, message):
-    status, out, err = cli('profile', *argv)
+    status, _, err = cli('profile', *argv)
     assert status == 2 and err.strip() == message
