@@ -91,18 +91,22 @@ def dataset_problem(cases):
     return ''
 
 
+def section_names(section):
+    """The names of a section on the command line (as ./run.py unittest takes them too):
+    its number, its title and its tests, in lower case."""
+    return {section.number, section.title.lower(), *section.tests}
+
+
 def select_sections(table, only):
-    """The table's sections that hold any of the comma-separated test names or numbers."""
+    """The table's sections named by any of the comma-separated names (see section_names)."""
     if not only:
         return list(table.sections)
-    wanted = {name.strip() for name in only.split(',') if name.strip()}
-    known = {section.number for section in table.sections} | {
-        test for section in table.sections for test in section.tests}
+    wanted = {name.strip().lower() for name in only.split(',') if name.strip()}
+    known = set().union(*map(section_names, table.sections))
     if unknown := wanted - known:
         raise UsageError(f"--only: unknown test or section {', '.join(sorted(unknown))}; valid "
                          f"names: {', '.join(sorted(known))}")
-    return [section for section in table.sections
-            if section.number in wanted or wanted & set(section.tests)]
+    return [section for section in table.sections if wanted & section_names(section)]
 
 
 # ============================ Isolation probing =============================

@@ -201,6 +201,8 @@ def command_lines(first_test, layer, trained):
                 (f"./run.py gradcheck {layer}", "compare a layer's backward pass with numerical gradients")]
     commands += [(f"./run.py train {test} --epochs 1", "train your model briefly, print its test accuracy")
                  for test in trained]
+    commands += [(f"./run.py profile {test}", "time each layer of that model, project the training time")
+                 for test in list(trained)[-1:]]
     width = max(len(command) for command, _ in commands)
     return '\n'.join(f"    {command:{width}}   {what}" for command, what in commands)
 

@@ -248,6 +248,15 @@ def test_unittest_takes_tests_titles_and_section_numbers(names, tests):
     assert [fixture.test for fixture in run.select_fixtures(names)] == (tests or everything)
 
 
+@pytest.mark.parametrize('names', [['ReLU'], ['2.1.1'], ['relu'], ['Conv2D', '2.1.2'], ['im2col', 'adam']])
+def test_unittest_and_grade_only_take_the_same_names_for_the_same_sections(names):
+    from staff.grader import select_sections
+    from staff.points import EXTENDED_TABLE, load_table
+    by_unittest = {fixture.section for fixture in run.select_fixtures(names)}
+    by_grader = {section.number for section in select_sections(load_table(EXTENDED_TABLE), ','.join(names))}
+    assert by_unittest == by_grader
+
+
 def test_an_unknown_name_lists_the_valid_forms():
     with pytest.raises(run.Stop) as stop:
         run.select_fixtures(['relu', 'convolution'])
