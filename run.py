@@ -165,7 +165,7 @@ def training_data_problem(fixture):
     return ''
 
 
-def test_child(connection, solution_path, dump_path, limit):
+def child_main(connection, solution_path, dump_path, limit):
     """The child: imports solution.py, then runs each fixture it is sent until it gets None.
 
     Messages to the parent: ('imported', '') or ('import failed', message),
@@ -223,7 +223,7 @@ def student_lines(dump, solution_path):
     return '\n'.join(lines) or '  (not in solution.py: no line of yours was running)'
 
 
-class TestChild:
+class Child:
     """A running test child and the file it dumps tracebacks into."""
 
     def __init__(self, solution_path, limit):
@@ -232,7 +232,7 @@ class TestChild:
         os.close(handle)
         context = multiprocessing.get_context('spawn')
         self.connection, child_end = context.Pipe()
-        self.process = context.Process(target=test_child, daemon=True,
+        self.process = context.Process(target=child_main, daemon=True,
                                        args=(child_end, solution_path, self.dump_path, limit))
         self.process.start()
         child_end.close()
@@ -273,10 +273,11 @@ class Runner:
 
     def __init__(self, solution_path, limit):
         self.solution_path, self.limit, self.child = solution_path, limit, None
+        self.trained = False  # whether the last test run was a training that started
 
     def start(self):
         """A new child with solution.py imported; a solution that does not import stops the command."""
-        self.child = TestChild(self.solution_path, self.limit)
+        self.child = Child(self.solution_path, self.limit)
         message = self.child.receive(self.limit + GRACE)
         if message is None:
             code = self.child.process.exitcode
@@ -289,8 +290,8 @@ class Runner:
             self.close()
             raise Stop(message[1], 1)
 
-    def run(self, fixture, started):
-        """The fixture's Result; calls started() when a training test starts to train.
+    def run(self, fixture):
+        """The fixture's Result; announces a training test when it starts to train.
 
         During a training test, the first Ctrl-C stops the training early
         (Model.fit ends on it, in the child) and the test goes on.
@@ -298,7 +299,7 @@ class Runner:
         if self.child is None:
             self.start()
         limit = None if fixture.is_training else self.limit
-        begin, interrupted = time.perf_counter(), False
+        begin, interrupted, self.trained = time.perf_counter(), False, False
         self.child.connection.send((fixture, limit))
         while True:
             try:
@@ -310,7 +311,8 @@ class Runner:
                 continue
             if message is None or message[0] == 'result':
                 break
-            started()
+            self.trained = True
+            print("training... (Ctrl-C stops the training early)", flush=True)
         if message is not None:
             return message[1]
         if interrupted:
@@ -351,13 +353,11 @@ def unittest(args):
     try:
         for fixture in fixtures:
             print(result_line(fixture, ''), end='', flush=True)
-            trained = []
-            result = runner.run(fixture, started=lambda trained=trained: trained.append(print(
-                "training... (Ctrl-C stops the training early)", flush=True)))
+            result = runner.run(fixture)
             results[fixture.test] = result
             verdict = colour(f"{result.verdict.upper():16}", VERDICT_COLOURS[result.verdict])
-            print(f"{result_line(fixture, '') if trained else ''}{verdict} {result.seconds:6.2f}s",
-                  flush=True)
+            print(f"{result_line(fixture, '') if runner.trained else ''}{verdict} "
+                  f"{result.seconds:6.2f}s", flush=True)
             if result.message:
                 print('  ' + result.message.replace('\n', '\n  '))
     except KeyboardInterrupt:
