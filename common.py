@@ -11,9 +11,9 @@ pickles.py (safe loading of the fixture files).
 """
 import importlib.util
 import json
+import os
 import sys
 import time
-import os
 import traceback
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -36,7 +36,7 @@ GIB = 1 << 30
 TIME_LIMIT = 60  # seconds (wall and CPU) of each section in the checking system
 MEMORY_LIMIT = 2 * GIB  # bytes of memory of each section in the checking system
 TRAINING_MEMORY_LIMIT = 6 * GIB  # the same for the training sections (mnist, cifar)
-TRAINING_ALLOWANCE = 60  # seconds of wall time they get beyond their training limit: data, predicting
+TRAINING_ALLOWANCE = 60  # seconds of wall time beyond their training limit: data, predicting
 REEXTRACT = "re-extract the kit's tests/ folder from its zip"
 
 
@@ -281,13 +281,16 @@ def verify_initialization(case, results):
     for name, (distribution, std) in case['statistics'].items():
         values = as_array(results[name], name).astype(np.float64)
         if values.shape != tuple(case['shapes'][name]):
-            raise CheckFailed(f"{name}: shape {values.shape}, expected {tuple(case['shapes'][name])}")
+            raise CheckFailed(f"{name}: shape {values.shape}, "
+                              f"expected {tuple(case['shapes'][name])}")
         if distribution == 'zeros' and np.any(values != 0):
-            raise CheckFailed(f"{name}: expected all zeros, got max |value| {np.max(np.abs(values)):.3g}")
+            raise CheckFailed(f"{name}: expected all zeros, "
+                              f"got max |value| {np.max(np.abs(values)):.3g}")
         if distribution == 'normal':
             size = values.size
             if abs(values.mean()) > 5 * std / np.sqrt(size):
-                raise CheckFailed(f"{name}: mean {values.mean():.4g}, expected 0 ± {5 * std / np.sqrt(size):.2g}")
+                raise CheckFailed(f"{name}: mean {values.mean():.4g}, "
+                                  f"expected 0 ± {5 * std / np.sqrt(size):.2g}")
             if abs(values.std() / std - 1) > 5 / np.sqrt(2 * size):
                 raise CheckFailed(f"{name}: std {values.std():.4g}, expected {std:.4g}")
 
@@ -420,10 +423,11 @@ class Fixture:
                 raise ValueError("a case without 'file', 'kind' and 'name'")
             return fixture
         except FileNotFoundError:
-            raise FixtureError(f"{directory / 'description.json'} is missing: {REEXTRACT}") from None
+            raise FixtureError(f"{directory / 'description.json'} is missing: "
+                               f"{REEXTRACT}") from None
         except (OSError, ValueError, KeyError, TypeError) as error:
-            raise FixtureError(f"{directory / 'description.json'} is damaged (bad description.json: "
-                               f"{error!r}): {REEXTRACT}") from None
+            raise FixtureError(f"{directory / 'description.json'} is damaged (bad "
+                               f"description.json: {error!r}): {REEXTRACT}") from None
 
     @classmethod
     def damaged(cls, directory, error):
@@ -445,7 +449,7 @@ class Fixture:
             case = load_pickle(path)
         except FixtureError:
             raise
-        except Exception as error:  # noqa: BLE001 (a damaged pickle fails in many ways)
+        except Exception as error:
             raise FixtureError(f"{path} is damaged ({type(error).__name__}: {error}): "
                                f"{REEXTRACT}") from None
         if not isinstance(case, dict):
@@ -527,7 +531,7 @@ def run_case(solution, case):
         return Verdict.FAILED, str(error)
     except SystemExit as error:  # sys.exit(), exit() or, see os_exit_forbidden, os._exit()
         return Verdict.ERROR, exit_message(error, solution.__file__)
-    except Exception as error:  # noqa: BLE001 (the student's code raised: report it, go on)
+    except Exception as error:
         return Verdict.ERROR, student_traceback(error, solution.__file__).rstrip()
 
 
@@ -552,7 +556,7 @@ def os_exit_forbidden():
 
 
 def exit_message(error, solution_file):
-    """What a SystemExit raised by the student's code (sys.exit, exit, os._exit) says, with their lines."""
+    """What a SystemExit of the student's code (sys.exit, exit, os._exit) says, with their lines."""
     call = getattr(error, 'call', f"sys.exit({'' if error.code is None else repr(error.code)})")
     return (f"solution.py must not exit, but it called {call}:\n"
             f"{student_traceback(error, solution_file).rstrip()}")

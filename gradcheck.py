@@ -72,7 +72,8 @@ def changes_outputs(layer, inputs, name, step, seed, outputs):
     """Whether a relative change of `step` in `name` (inputs or a parameter) changes the outputs."""
     array = inputs if name == 'inputs' else getattr(layer, name)
     original = array.copy()
-    array += step * (1 + np.abs(array)) * np.random.default_rng((seed, 2)).choice([-1, 1], size=array.shape)
+    signs = np.random.default_rng((seed, 2)).choice([-1, 1], size=array.shape)
+    array += step * (1 + np.abs(array)) * signs
     np.random.seed(seed)
     changed = np.any(np.asarray(layer(inputs)) != outputs)
     array[...] = original
@@ -105,7 +106,8 @@ def backward_gradients(layer, grad_outputs, inputs):
         expected = np.shape(inputs if name == 'inputs' else getattr(layer, name))
         if gradient.shape != expected:
             what = 'backward() returned' if name == 'inputs' else f"{name}_grad has"
-            raise GradientCheckError(f"{layer.name}.{what} shape {gradient.shape}, expected {expected}")
+            raise GradientCheckError(f"{layer.name}.{what} shape {gradient.shape}, "
+                                     f"expected {expected}")
     return gradients
 
 
@@ -134,7 +136,8 @@ def gradients(layer, inputs, seed=0):
         np.random.seed(seed)
         return layer(inputs)
 
-    numeric = {name: numerical_gradient(outputs, inputs if name == 'inputs' else getattr(layer, name),
+    numeric = {name: numerical_gradient(outputs,
+                                        inputs if name == 'inputs' else getattr(layer, name),
                                         grad_outputs=grad_outputs) for name in analytic}
     return analytic, numeric
 

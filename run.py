@@ -14,6 +14,7 @@
 Each command takes --solution FILE to use another solution.py; see
 ./run.py <command> --help. Exit status: 0 when everything passed, 1 when
 anything failed, 2 for a usage error such as an unknown test name.
+You need not read run.py itself: the commands above are all it does.
 """
 import argparse
 import faulthandler
@@ -38,7 +39,7 @@ from common import Verdict
 from datasets import CLASSES, DATASETS, RAW_DATASETS, DataUnavailable
 from datasets import TRAINING_SHAPES as DATASET_SHAPES
 
-STAFF_COMMANDS = ('make-fixtures', 'check-fixtures', 'make-kit', 'grade')
+STAFF_COMMANDS = ('make-fixtures', 'check-fixtures', 'make-kit', 'grade')  # staff/cli.py COMMANDS
 
 
 def colour(text, code):
@@ -71,7 +72,7 @@ def import_solution(path):
     """The solution module; one that does not import stops the command with its traceback."""
     try:
         return common.load_solution(path)
-    except (Exception, SystemExit) as error:  # noqa: BLE001 (a broken solution.py must still get a clear verdict)
+    except (Exception, SystemExit) as error:
         raise Stop(import_failure(error, path), 1) from None
 
 
@@ -102,11 +103,12 @@ def find_fixtures():
 
 
 def matching(name, fixtures):
-    """The fixtures a name on the command line means: a test (relu), a title (ReLU) or a section (2.1.1)."""
+    """The fixtures a command-line name means: a test (relu), a title (ReLU), a section (2.1.1)."""
     if name.lower() == 'all':
         return list(fixtures)
     return [fixture for fixture in fixtures
-            if name.lower() in (fixture.test.lower(), fixture.title.lower()) or name == fixture.section]
+            if name.lower() in (fixture.test.lower(), fixture.title.lower())
+            or name == fixture.section]
 
 
 def select_fixtures(names):
@@ -133,7 +135,8 @@ def score(fixtures, results):
         tests.setdefault(fixture.section, []).append(fixture.test)
         points[fixture.section] = fixture.points
     sections = dict.fromkeys(fixture.section for fixture in fixtures if fixture.test in results)
-    missing = {section: [test for test in tests[section] if test not in results] for section in sections}
+    missing = {section: [test for test in tests[section] if test not in results]
+               for section in sections}
     scored = [section for section in sections if not missing[section]]
     passed = [section for section in scored
               if common.section_passes([results[test] for test in tests[section]])]
@@ -186,7 +189,7 @@ def serve(connection, solution_path, dump, limit):
     faulthandler.dump_traceback_later(limit, file=dump)
     try:
         solution = common.load_solution(solution_path)
-    except BaseException as error:  # noqa: BLE001 (SyntaxError, sys.exit(), anything)
+    except BaseException as error:
         connection.send(('import failed', import_failure(error, solution_path)))
         return
     faulthandler.cancel_dump_traceback_later()
@@ -276,7 +279,7 @@ class Runner:
         self.trained = False  # whether the last test run was a training that started
 
     def start(self):
-        """A new child with solution.py imported; a solution that does not import stops the command."""
+        """A new child with solution.py imported; a solution that does not import stops all."""
         self.child = Child(self.solution_path, self.limit)
         message = self.child.receive(self.limit + GRACE)
         if message is None:
@@ -322,8 +325,8 @@ class Runner:
         where = self.child.stop()
         self.child = None
         if code is None:
-            return common.Result(fixture.test, Verdict.TIME_LIMIT, f"stopped after the {limit:g} s limit "
-                                 f"(--time changes it) at\n{where}", seconds)
+            return common.Result(fixture.test, Verdict.TIME_LIMIT, f"stopped after the {limit:g} s "
+                                 f"limit (--time changes it) at\n{where}", seconds)
         return common.Result(fixture.test, Verdict.ERROR, f"the process running the test ended "
                              f"(exit code {code}) at\n{where}", seconds)
 
@@ -423,7 +426,7 @@ def builds(layer_class, arguments, input_shape):
     """Whether layer_class(**arguments) builds for input_shape (batch first)."""
     try:
         common.build_for_check(layer_class(**arguments), input_shape[1:])
-    except (Exception, SystemExit):  # noqa: BLE001 (any failure means no)
+    except (Exception, SystemExit):
         return False
     return True
 
@@ -439,14 +442,16 @@ def layer_for_check(layer_class, input_shape, arguments, rng, default_shape=None
         layer = layer_class(**arguments)
     except TypeError as error:
         raise Stop(f"{layer_class.__name__}(**{arguments}): {error}; it takes "
-                   f"{inspect.signature(layer_class)}: give them as --args '{{\"name\": value}}'") from None
+                   f"{inspect.signature(layer_class)}: give them as "
+                   f"--args '{{\"name\": value}}'") from None
     call = interface.constructor_call(layer)
     try:
         common.build_for_check(layer, input_shape[1:])
     except NotImplementedError as error:
         raise Stop(f"{call}.build: not implemented ({error})", 1) from None
-    except (Exception, SystemExit) as error:  # noqa: BLE001 (the student's build or the shape)
-        if default_shape not in (None, input_shape) and builds(layer_class, arguments, default_shape):
+    except (Exception, SystemExit) as error:
+        if default_shape not in (None, input_shape) and builds(layer_class, arguments,
+                                                                default_shape):
             raise Stop(f"{call} cannot take inputs of shape {input_shape}: {error}; give another "
                        f"--input-shape (batch first)") from None
         where = common.student_traceback(error, inspect.getfile(layer_class)).rstrip()
@@ -466,26 +471,29 @@ def gradient_hint(analytic, numeric, n):
               -1: 'its sign is flipped'}
     for factor, cause in causes.items():
         if n > 1 or factor == -1:
-            if np.allclose(analytic, factor * numeric, rtol=1e-4, atol=1e-6 * np.max(np.abs(numeric))):
+            if np.allclose(analytic, factor * numeric, rtol=1e-4,
+                           atol=1e-6 * np.max(np.abs(numeric))):
                 return cause
     return ''
 
 
 def print_gradient_errors(name, analytic, numeric, n):
     """One line per array: relative error, verdict, worst index; returns True when all are right."""
-    print(f"{'array':12} {'shape':14} {'rel. error':>10}  {'verdict':8}  worst index: backward vs numerical")
+    print(f"{'array':12} {'shape':14} {'rel. error':>10}  {'verdict':8}  "
+          f"worst index: backward vs numerical")
     verdicts = {}
     for array in analytic:
         error, worst = numerical.relative_error(analytic[array], numeric[array])
         verdicts[array] = 'right' if error < RIGHT else 'doubtful' if error < WRONG else 'WRONG'
-        shown = colour(f"{verdicts[array]:8}", {'right': GREEN, 'doubtful': YELLOW, 'WRONG': RED}[verdicts[array]])
+        shown = colour(f"{verdicts[array]:8}",
+                       {'right': GREEN, 'doubtful': YELLOW, 'WRONG': RED}[verdicts[array]])
         print(f"{array:12} {str(analytic[array].shape):14} {error:10.1e}  {shown}  {worst}: "
               f"{analytic[array][worst]:.6g} vs {numeric[array][worst]:.6g}")
         if verdicts[array] == 'WRONG' and gradient_hint(analytic[array], numeric[array], n):
             print(f"  {array}: {gradient_hint(analytic[array], numeric[array], n)}")
     for verdict, meaning in (('WRONG', f"relative error > {WRONG:g}: a bug"),
-                             ('doubtful', f"{RIGHT:g} to {WRONG:g}: a kink nearby (ReLU at 0, a tie "
-                                          f"in a max) or a small bug; try another --seed")):
+                             ('doubtful', f"{RIGHT:g} to {WRONG:g}: a kink nearby (ReLU at 0, "
+                                          f"a tie in a max) or a small bug; try another --seed")):
         arrays = [array for array, value in verdicts.items() if value == verdict]
         if arrays:
             print(f"{name}: backward {verdict} for {', '.join(arrays)} ({meaning})")
@@ -513,7 +521,8 @@ def gradcheck(args):
     print(f"loss = sum(outputs * G), G random; parameter gradients (batch means) compared times "
           f"n = {shape[0]}")
     inputs = rng.normal(size=shape)
-    analytic, numeric = call_student(solution, names[0], numerical.gradients, layer, inputs, args.seed)
+    analytic, numeric = call_student(solution, names[0], numerical.gradients, layer, inputs,
+                                     args.seed)
     return 0 if print_gradient_errors(names[0], analytic, numeric, shape[0]) else 1
 
 
@@ -555,7 +564,8 @@ def plot_curves(figure_type, model, path, title):
     figure = figure_type(figsize=(10, 4), layout='constrained')
     figure.suptitle(title)
     for axes, metric in zip(figure.subplots(1, 2), ('loss', 'accuracy')):
-        for part, label in (('train', 'train (mean during the epoch)'), ('valid', 'valid (after the epoch)')):
+        for part, label in (('train', 'train (mean during the epoch)'),
+                            ('valid', 'valid (after the epoch)')):
             history = getattr(model, f"{metric}_{part}_history")
             axes.plot(range(1, len(history) + 1), history, 'o-', label=label)
         axes.set(xlabel='epoch', ylabel=metric, xlim=(0.5, len(model.loss_train_history) + 0.5))
@@ -590,7 +600,8 @@ def train(args):
     print(f"{case['function']}: final test accuracy {accuracy:.4f}, test loss {loss:.4f} "
           f"({epochs} epoch{'s' * (epochs != 1)}, {seconds:.0f} s of training)")
     if figure_type and epochs:
-        plot_curves(figure_type, model, args.plot, f"{case['function']}: test accuracy {accuracy:.4f}")
+        plot_curves(figure_type, model, args.plot,
+                    f"{case['function']}: test accuracy {accuracy:.4f}")
         print(f"loss and accuracy curves saved to {args.plot}")
     elif figure_type and getattr(model, 'interrupted', False):
         print("no curves to plot: training was stopped (Ctrl-C) before its first epoch finished")
@@ -620,7 +631,8 @@ def network_of(solution, case, rng):
     """(model, batch size, epochs in all) of the case's training function, trained not at all.
 
     The function runs on 100 random training samples of the dataset's shapes
-    (and the validation set's size), with Model.fit replaced by recording_fit; the batch size is the first fit call's.
+    (and the validation set's size), with Model.fit replaced by recording_fit; the
+    batch size is the first fit call's.
     """
     shape = DATASET_SHAPES[case['dataset']]
     x = rng.normal(size=(case['valid_size'] + 100, *shape[1:])).astype(np.float32)
@@ -677,11 +689,12 @@ def profile(args):
           f"training steps on random inputs {shape}")
     names = [interface.constructor_call(layer) for layer in model.layers]
     width = max(len(name) for name in [*names, 'layer'])
-    print(f"{'layer':{width}}  {'forward ms':>10}  {'backward ms':>11}  {'update ms':>9}  {'share':>5}")
+    print(f"{'layer':{width}}  {'forward ms':>10}  {'backward ms':>11}  {'update ms':>9}  "
+          f"{'share':>5}")
     for index, name in enumerate(names):
         forward, backward, update = mean[index]
-        print(f"{name:{width}}  {1e3 * forward:10.2f}  {1e3 * backward:11.2f}  {1e3 * update:9.2f}  "
-              f"{(forward + backward + update) / step:5.0%}")
+        print(f"{name:{width}}  {1e3 * forward:10.2f}  {1e3 * backward:11.2f}  "
+              f"{1e3 * update:9.2f}  {(forward + backward + update) / step:5.0%}")
     forward, backward, update = np.sum(list(mean.values()), axis=0)
     print(f"{'one training step':{width}}  {1e3 * forward:10.2f}  {1e3 * backward:11.2f}  "
           f"{1e3 * update:9.2f}  100%")
@@ -713,7 +726,8 @@ def build_parser():
     solution = argparse.ArgumentParser(add_help=False)
     solution.add_argument('--solution', metavar='FILE', default=str(common.KIT_DIR / 'solution.py'),
                           help='the solution file to use (default: solution.py beside run.py)')
-    tests = commands.add_parser('unittest', parents=[solution], help='run unit tests against solution.py')
+    tests = commands.add_parser('unittest', parents=[solution],
+                                help='run unit tests against solution.py')
     tests.add_argument('names', nargs='*', help='tests (relu), titles (ReLU) or section numbers '
                                                 '(2.1.1); default: all')
     tests.add_argument('--time', type=float, default=common.TIME_LIMIT, metavar='SECONDS',
@@ -727,11 +741,15 @@ def build_parser():
                     "|a - b| / (|a| + |b|) of each array at its worst index. Dropout keeps one "
                     "mask (np.random is reseeded before every forward pass); BatchNormalization "
                     "runs in training mode.")
-    check.add_argument('layer', help='a Layer class of solution.py, e.g. Conv2D (your own ones too)')
-    check.add_argument('--input-shape', metavar='SHAPE', help='inputs with the batch first, e.g. 4,3,8,8 '
-                                             '(default: one for each layer of the kit)')
-    check.add_argument('--args', metavar='JSON', help='constructor arguments as JSON, e.g. \'{"output_channels": 2}\'')
-    check.add_argument('--seed', type=int, default=0, metavar='N', help='for the inputs and parameters (default 0)')
+    check.add_argument('layer',
+                       help='a Layer class of solution.py, e.g. Conv2D (your own ones too)')
+    check.add_argument('--input-shape', metavar='SHAPE',
+                       help='inputs with the batch first, e.g. 4,3,8,8 '
+                            '(default: one for each layer of the kit)')
+    check.add_argument('--args', metavar='JSON',
+                       help='constructor arguments as JSON, e.g. \'{"output_channels": 2}\'')
+    check.add_argument('--seed', type=int, default=0, metavar='N',
+                       help='for the inputs and parameters (default 0)')
     check.set_defaults(run=gradcheck)
     training = commands.add_parser(
         'train', parents=[solution], help='train the model of a training test, plot, save',
@@ -742,13 +760,15 @@ def build_parser():
     training.add_argument('--epochs', type=int, metavar='N',
                           help='stop after N epochs for a quick run: Model.fit stops there, '
                                'whatever epochs your function asks for (it never adds epochs)')
-    training.add_argument('--plot', metavar='PNG', help='save the loss and accuracy curves (matplotlib)')
-    training.add_argument('--save', metavar='NPZ', help='save the model (interface.Model.load reads it)')
+    training.add_argument('--plot', metavar='PNG',
+                          help='save the loss and accuracy curves (matplotlib)')
+    training.add_argument('--save', metavar='NPZ',
+                          help='save the model (interface.Model.load reads it)')
     training.set_defaults(run=train)
     profiling = commands.add_parser(
         'profile', parents=[solution], help="time each layer of your training model's network",
-        description="Builds the network of train_mnist_model (mnist) or train_cifar10_model (cifar) "
-                    "of solution.py without training it (its first model.fit call is stopped), "
+        description="Builds the network of train_mnist_model (mnist) or train_cifar10_model "
+                    "(cifar) of solution.py without training it (model.fit is recorded, not run), "
                     "times the forward pass, backward pass and update of each layer on a few "
                     "batches of random inputs, and projects the time of the whole training run "
                     "against the unit test's limit. Exit status 1 when the projection is over it.")
@@ -758,7 +778,7 @@ def build_parser():
     profiling.set_defaults(run=profile)
     if (common.KIT_DIR / 'staff').is_dir():  # the student kit has no staff/: no staff commands
         for name in STAFF_COMMANDS:
-            commands.add_parser(name, help='course staff: see ./run.py %s --help' % name)
+            commands.add_parser(name, help=f"course staff: see ./run.py {name} --help")
     return parser
 
 
@@ -782,13 +802,13 @@ def main(argv=None):
 
 
 def quiet_on_closed_pipe(status_of):
-    """status_of()'s exit status; when stdout is closed early (./run.py ... | head -1), 1 and no traceback."""
+    """status_of()'s exit status; 1 and no traceback when stdout closes early (... | head -1)."""
     try:
         status = status_of()
         sys.stdout.flush()
         return status
     except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing to flush at exit
         return 1
 
 

@@ -217,7 +217,7 @@ class ChildReport:
     """What the child said: whether it imported the solution, and each case's results."""
     imported: bool = False
     import_failure: tuple = ()     # (one-line message, traceback)
-    results: dict = field(default_factory=dict)  # index -> (RAN, {name: array}) or (Verdict, message)
+    results: dict = field(default_factory=dict)  # index: (RAN, {name: array}) or (Verdict, text)
     problem: str = ''              # why the rest of the channel was unreadable
 
 
@@ -277,7 +277,7 @@ def read_channel(data, case_count):
             event = header.get('event') if isinstance(header, dict) else None
             if event == 'imported':
                 report.imported = True
-            elif event == 'import failed':
+            elif event == Verdict.IMPORT_FAILED:
                 report.import_failure = (text(header, 'message'), text(header, 'details'))
             elif event == 'result':
                 index, result = read_result(header, stream, case_count)
@@ -339,7 +339,7 @@ def judge_case(case, result, hidden):
     if verdict == common.RAN:
         try:
             verdict, message = common.verify_case(case, payload)
-        except Exception as error:  # noqa: BLE001 (results the check cannot read: a key missing)
+        except Exception as error:  # results the check cannot read: a key missing
             verdict = Verdict.FAILED
             message = f"malformed results ({type(error).__name__}: {error})"
     else:
@@ -383,7 +383,8 @@ def walk_cases(plan, child, finished):
         verdict, message, full_messages[test, name] = judge_case(
             case, child.results[index], name.startswith(HIDDEN))
         if verdict == Verdict.MEMORY_LIMIT:  # the child's message cannot know this grader's limit
-            message = f"ran out of memory (MemoryError) over the {plan.limits.memory / GIB:g} GiB limit"
+            message = (f"ran out of memory (MemoryError) over the {plan.limits.memory / GIB:g} "
+                       f"GiB limit")
         outcomes[test].append((name, verdict, message))
     return outcomes, full_messages, None
 
@@ -463,6 +464,7 @@ class Report:
             tests.append({'name': f"{result.section.number} {result.section.title}",
                           'number': result.section.number, 'score': result.awarded,
                           'max_score': result.section.points, 'output': output,
+                          # Gradescope's own status words
                           'status': 'passed' if result.verdict == Verdict.PASSED else 'failed',
                           'visibility': 'visible'})
         return {'score': self.total, 'execution_time': round(self.seconds, 1),
@@ -480,7 +482,8 @@ class Report:
         return f"isolation: {self.isolation}\nlimits: {limits}"
 
     def table(self):
-        lines = [f"{'section':8} {'title':22} {'points':>6} {'awarded':>7}  {'verdict':15} {'time':>7}"]
+        lines = [f"{'section':8} {'title':22} {'points':>6} {'awarded':>7}  {'verdict':15} "
+                 f"{'time':>7}"]
         for result in self.sections:
             lines.append(f"{result.section.number:8} {result.section.title[:22]:22} "
                          f"{result.section.points:6g} {result.awarded:7g}  {result.verdict:15} "
@@ -608,7 +611,8 @@ class Grader:
             if plan.unavailable:
                 results.append(SectionResult(plan.section, Verdict.NOT_AVAILABLE, plan.unavailable))
             elif import_failure:
-                results.append(SectionResult(plan.section, Verdict.IMPORT_FAILED, import_failure.message,
+                results.append(SectionResult(plan.section, Verdict.IMPORT_FAILED,
+                                             import_failure.message,
                                              details=import_failure.details))
             else:
                 results.append(self.grade_section(plan, submission))
@@ -703,8 +707,8 @@ class OutputFormat:
 
 OUTPUT_FORMATS = {
     'json': OutputFormat(write_json, 'write the grades as JSON'),
-    'gradescope': OutputFormat(write_gradescope,
-                               "write Gradescope's results.json (one submission only)", batch=False),
+    'gradescope': OutputFormat(write_gradescope, "write Gradescope's results.json (one submission "
+                                                 "only)", batch=False),
     'csv': OutputFormat(write_csv, 'write a CSV: student, points per section, total, verdicts'),
 }
 
@@ -715,7 +719,8 @@ def add_arguments(parser):
         "itself failed; 2 for a usage error.")
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument('submission', type=Path,
-                        help='a solution.py, or a directory of <student>.py or <student>/solution.py')
+                        help='a solution.py, or a directory of <student>.py or '
+                             '<student>/solution.py')
     parser.add_argument('--only', default='', metavar='NAMES',
                         help='comma-separated tests or section numbers: grade only their sections')
     parser.add_argument('--sections', default=str(STANDARD_TABLE), metavar='FILE',
@@ -756,15 +761,16 @@ def make_grader(args, private):
 def main(args):
     """./run.py grade: returns the exit status."""
     target = args.submission
-    if target.is_dir():
+    batch = target.is_dir()
+    if batch:
         submissions = find_submissions(target)
         for name, output in OUTPUT_FORMATS.items():
             if getattr(args, name) and not output.batch:
                 raise UsageError(f"--{name} takes one submission, not a directory")
     elif not target.is_file():
         raise UsageError(f"no submission at {target}: give a solution.py or a directory")
-    grader = make_grader(args, [target if target.is_dir() else target.parent])
-    if target.is_dir():
+    grader = make_grader(args, [target if batch else target.parent])
+    if batch:
         start = time.monotonic()
         reports = grader.grade_all(submissions, max(args.jobs, 1))
         seconds = time.monotonic() - start
@@ -773,7 +779,7 @@ def main(args):
     else:
         try:
             report = grader.grade(target)
-        except Exception as error:  # noqa: BLE001 (the grader broke: say so, the status tells)
+        except Exception as error:  # the grader broke: say so, the status tells
             print(f"./run.py grade: grading failed: {type(error).__name__}: {error}",
                   file=sys.stderr)
             return 1
@@ -781,5 +787,5 @@ def main(args):
         reports = {target.stem: report}
     for name, output in OUTPUT_FORMATS.items():
         if getattr(args, name):
-            output.write(getattr(args, name), grader, reports, batch=target.is_dir())
+            output.write(getattr(args, name), grader, reports, batch=batch)
     return 0

@@ -42,7 +42,7 @@ CLOSE = '# your code here /\\'
 HEADER = re.compile(r'# =+ (?P<number>\d+(?:\.\d+)*) (?P<title>.*\S) =+')
 # The modules a student receives, beside solution.py; the grader copies them into its sandbox.
 KIT_MODULES = ('interface.py', 'common.py', 'datasets.py', 'gradcheck.py', 'pickles.py', 'run.py')
-KIT_TEST_FILES = ('conftest.py', 'test_solution.py')  # in tests/: python -m pytest runs the unit tests
+KIT_TEST_FILES = ('conftest.py', 'test_solution.py')  # tests/: python -m pytest runs the tests
 # The student kit's requirements.txt: what the kit's modules import (and pytest, which
 # the original kit's instructions use). The repository's requirements.txt pins more.
 STUDENT_REQUIREMENTS = ('numpy>=1.24', 'pytest>=7', 'tqdm>=4.60', 'matplotlib>=3.5')
@@ -197,11 +197,14 @@ def training_cases(fixtures):
 def command_lines(first_test, layer, trained):
     """The README's command examples, aligned."""
     commands = [(f"./run.py unittest {first_test}", "run one test against your solution.py"),
-                ("./run.py unittest", "run them all, with your score as the checking system counts it"),
-                (f"./run.py gradcheck {layer}", "compare a layer's backward pass with numerical gradients")]
-    commands += [(f"./run.py train {test} --epochs 1", "train your model briefly, print its test accuracy")
+                ("./run.py unittest",
+                 "run them all, with your score as the checking system counts it"),
+                (f"./run.py gradcheck {layer}",
+                 "compare a layer's backward pass with numerical gradients")]
+    commands += [(f"./run.py train {test} --epochs 1",
+                  "train your model briefly, print its test accuracy")
                  for test in trained]
-    commands += [(f"./run.py profile {test}", "time each layer of that model, project the training time")
+    commands += [(f"./run.py profile {test}", "time each layer of that model, project the training")
                  for test in list(trained)[-1:]]
     width = max(len(command) for command, _ in commands)
     return '\n'.join(f"    {command:{width}}   {what}" for command, what in commands)
@@ -213,7 +216,8 @@ def section_rows(table, written):
     for section in table.sections:
         tests = ' '.join(f"`{test}`" for test in section.tests)
         names = ', '.join(f"`{name}`" for name in written[section.number])
-        rows.append(f"| {section.number} | {section.title} | {section.points:g} | {tests} | {names} |")
+        rows.append(f"| {section.number} | {section.title} | {section.points:g} | {tests} "
+                    f"| {names} |")
     return '\n'.join(rows + [f"| | total | {table.max_total:g} | | |"])
 
 
@@ -226,6 +230,7 @@ def student_readme(table, written, fixtures, mnist_size):
     bars = ''.join(f"\n- `{test}`: `{case['function']}` must reach a test accuracy above "
                    f"{case['min_accuracy']:.0%} in at most {case['time_limit'] / 60:g} minutes "
                    f"of training." for test, case in trained.items())
+    bars_text = '\n' + bars if bars else ''
     cifar = any(case['dataset'] == 'cifar10' for case in trained.values())
     cifar_text = ("CIFAR-10 (163 MiB) is downloaded into `data/` the first time a command needs "
                   "it; without a network, put the folder `cifar-10-batches-py/` from "
@@ -262,7 +267,7 @@ names the case and the quantity that differs, with the worst index and both valu
 
 {section_rows(table, written)}
 
-A section's points are awarded when every case of each of its tests passes.{chr(10) + bars if bars else ''}
+A section's points are awarded when every case of each of its tests passes.{bars_text}
 
 ## Data
 
@@ -287,8 +292,8 @@ def limits_text(trained):
             f"unittest` stops a test after the same {common.TIME_LIMIT} s (`--time` changes it) "
             f"with the verdict TIME LIMIT.\n")
     for test, case in trained.items():
-        text += (f"\n- `{test}` gets its training limit of {case['time_limit'] / 60:g} minutes, plus "
-                 f"{common.TRAINING_ALLOWANCE} s to load the data and predict, and "
+        text += (f"\n- `{test}` gets its training limit of {case['time_limit'] / 60:g} minutes, "
+                 f"plus {common.TRAINING_ALLOWANCE} s to load the data and predict, and "
                  f"{common.TRAINING_MEMORY_LIMIT / common.GIB:g} GiB of memory.")
     return text + ("\n\nOver a limit, the section gets the verdict `time limit` or `memory limit` "
                    "and no points.")
@@ -327,7 +332,8 @@ def copy_mnist(data_dir):
 
 
 def write_zip(directory, path, name):
-    """directory as a zip of name/..., with fixed times and modes: the same files give the same bytes."""
+    """directory as a zip of name/..., with fixed times and modes: the same files give the
+    same bytes."""
     with zipfile.ZipFile(path, 'w', zipfile.ZIP_DEFLATED) as archive:
         for file in sorted(p for p in directory.rglob('*') if p.is_file()):
             relative = file.relative_to(directory)

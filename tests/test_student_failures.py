@@ -91,7 +91,8 @@ def test_an_infinite_loop_gets_time_limit_with_its_line_and_the_other_tests_run(
     assert 'TIME LIMIT' in lines[relu]
     assert 'stopped after the 1 s limit (--time changes it)' in lines[relu + 1]
     assert f'File "{path}", line' in lines[relu + 2] and 'while True: pass' in lines[relu + 3]
-    assert 'PASSED' in lines[relu - 1] and 'PASSED' in lines[relu + 4]  # softmax; dense in a new child
+    assert 'PASSED' in lines[relu - 1]  # softmax
+    assert 'PASSED' in lines[relu + 4]  # dense, in a new child
     assert lines[-1] == 'passed 2/3 sections, 3 / 3.5 points'
 
 
@@ -119,9 +120,10 @@ def test_a_crash_of_the_child_is_an_error_and_the_next_test_runs(tmp_path):
 @pytest.mark.skipif(sys.platform == 'win32', reason='Ctrl-C is sent as SIGINT to the process group')
 def test_ctrl_c_names_the_test_and_scores_those_that_finished(tmp_path):
     path = with_code(tmp_path, 'while True: pass')
-    process = subprocess.Popen([sys.executable, str(common.KIT_DIR / 'run.py'), 'unittest', 'softmax',
-                                'relu', 'dense', '--solution', str(path)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    argv = [sys.executable, str(common.KIT_DIR / 'run.py'), 'unittest', 'softmax', 'relu', 'dense',
+            '--solution', str(path)]
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
     output = b''
     os.set_blocking(process.stdout.fileno(), False)
     deadline = time.monotonic() + 60
@@ -248,12 +250,14 @@ def test_unittest_takes_tests_titles_and_section_numbers(names, tests):
     assert [fixture.test for fixture in run.select_fixtures(names)] == (tests or everything)
 
 
-@pytest.mark.parametrize('names', [['ReLU'], ['2.1.1'], ['relu'], ['Conv2D', '2.1.2'], ['im2col', 'adam']])
+@pytest.mark.parametrize('names', [['ReLU'], ['2.1.1'], ['relu'], ['Conv2D', '2.1.2'],
+                                   ['im2col', 'adam']])
 def test_unittest_and_grade_only_take_the_same_names_for_the_same_sections(names):
     from staff.grader import select_sections
     from staff.points import EXTENDED_TABLE, load_table
     by_unittest = {fixture.section for fixture in run.select_fixtures(names)}
-    by_grader = {section.number for section in select_sections(load_table(EXTENDED_TABLE), ','.join(names))}
+    table = load_table(EXTENDED_TABLE)
+    by_grader = {section.number for section in select_sections(table, ','.join(names))}
     assert by_unittest == by_grader
 
 
@@ -392,4 +396,5 @@ def test_gradcheck_diagnoses_degenerate_layers(argv, message):
 
 def test_gradcheck_refuses_a_negative_seed_in_one_line():
     result = gradcheck('ReLU', '--seed', '-1')
-    assert result.returncode == 2 and result.stderr.strip() == '--seed -1: give a whole number of 0 or more'
+    assert result.returncode == 2
+    assert result.stderr.strip() == '--seed -1: give a whole number of 0 or more'
