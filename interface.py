@@ -172,8 +172,8 @@ class Layer(Rebuildable, ABC):
         """Forward pass that keeps read-only forward_inputs/forward_outputs."""
         if self.output_shape is None:
             raise RuntimeError(f"{self.name} is not built: add it to a model with "
-                               f"model.add(layer), "
-                               f"which builds it (the first layer needs input_shape=...)")
+                               f"model.add(layer), which builds it (the first layer needs "
+                               f"input_shape=...)")
         inputs = np.asarray(inputs)
         self._check_shape('input', inputs, self.input_shape)
         self.forward_inputs = read_only(inputs)
