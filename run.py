@@ -185,8 +185,12 @@ def child_main(connection, solution_path, dump_path, limit):
 
 
 def serve(connection, solution_path, dump, limit):
-    """The child's work: the import, then one fixture after another, each within its limit."""
-    faulthandler.dump_traceback_later(limit, file=dump)
+    """The child's work: the import, then one fixture after another, each within its limit.
+
+    At a limit, faulthandler writes the traceback and ends the child itself,
+    which stops it even when the parent is gone.
+    """
+    faulthandler.dump_traceback_later(limit, exit=True, file=dump)
     try:
         solution = common.load_solution(solution_path)
     except BaseException as error:
@@ -194,14 +198,22 @@ def serve(connection, solution_path, dump, limit):
         return
     faulthandler.cancel_dump_traceback_later()
     connection.send(('imported', ''))
-    while (request := connection.recv()) is not None:
+    while (request := receive_request(connection)) is not None:
         fixture, limit = request
         dump.seek(0)
         dump.truncate()
         if limit:
-            faulthandler.dump_traceback_later(limit, file=dump)
+            faulthandler.dump_traceback_later(limit, exit=True, file=dump)
         connection.send(('result', run_in_child(connection, fixture, solution)))
         faulthandler.cancel_dump_traceback_later()
+
+
+def receive_request(connection):
+    """The parent's next (fixture, limit); None when it is done or gone."""
+    try:
+        return connection.recv()
+    except (EOFError, OSError):
+        return None
 
 
 def run_in_child(connection, fixture, solution):
@@ -280,13 +292,15 @@ class Runner:
 
     def start(self):
         """A new child with solution.py imported; a solution that does not import stops all."""
+        begin = time.perf_counter()
         self.child = Child(self.solution_path, self.limit)
         message = self.child.receive(self.limit + GRACE)
         if message is None:
             code = self.child.process.exitcode
             where = self.child.stop()
             self.child = None
-            cause = (f"ran past the {self.limit:g} s limit" if code is None else
+            cause = (f"ran past the {self.limit:g} s limit"
+                     if code is None or time.perf_counter() - begin >= self.limit else
                      f"ended the process (exit code {code})")
             raise Stop(f"solution.py does not import: it {cause} at\n{where}", 1)
         if message[0] == 'import failed':
@@ -324,7 +338,7 @@ class Runner:
         code = self.child.process.exitcode
         where = self.child.stop()
         self.child = None
-        if code is None:
+        if limit and (code is None or seconds >= limit):  # at its limit the child ends itself
             return common.Result(fixture.test, Verdict.TIME_LIMIT, f"stopped after the {limit:g} s "
                                  f"limit (--time changes it) at\n{where}", seconds)
         return common.Result(fixture.test, Verdict.ERROR, f"the process running the test ended "

@@ -141,6 +141,29 @@ def test_ctrl_c_names_the_test_and_scores_those_that_finished(tmp_path):
     assert 'Traceback' not in errors and ' dense ' not in output
 
 
+def children(pid):
+    """The pids of a process's children (Linux /proc)."""
+    return [int(child) for task in Path(f'/proc/{pid}/task').iterdir()
+            for child in (task / 'children').read_text().split()]
+
+
+@pytest.mark.skipif(not Path('/proc/self/task').is_dir(), reason='reads /proc (Linux)')
+def test_the_child_stops_itself_at_the_limit_when_the_parent_is_gone(tmp_path):
+    path = with_code(tmp_path, 'while True: pass')
+    argv = [sys.executable, str(common.KIT_DIR / 'run.py'), 'unittest', 'relu', '--time', '2',
+            '--solution', str(path)]
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.5)
+    test_children = [pid for pid in children(process.pid)
+                     if b'spawn_main' in Path(f'/proc/{pid}/cmdline').read_bytes()]
+    assert len(test_children) == 1
+    process.kill()
+    process.wait()
+    time.sleep(4)
+    assert not Path(f'/proc/{test_children[0]}').exists() or \
+        Path(f'/proc/{test_children[0]}/stat').read_text().split()[2] == 'Z'
+
+
 # ================================ NaN results ===============================
 
 def test_nan_results_say_how_many_elements_are_nan_or_inf_without_warnings():
