@@ -72,6 +72,12 @@ def as_array(value, what):
     return array
 
 
+def non_finite(array):
+    """'2 NaN and 1 inf of 12 elements (shape (3, 4))': how much of an array is not a number."""
+    return (f"{np.count_nonzero(np.isnan(array))} NaN and {np.count_nonzero(np.isinf(array))} inf "
+            f"of {array.size} elements (shape {array.shape})")
+
+
 def compare(what, actual, expected, rtol=RTOL, atol=ATOL):
     """Raises CheckFailed unless actual matches expected elementwise.
 
@@ -84,12 +90,11 @@ def compare(what, actual, expected, rtol=RTOL, atol=ATOL):
     if actual.shape != options[0].shape:
         raise CheckFailed(f"{what}: shape {actual.shape}, expected {options[0].shape}")
     if not np.all(np.isfinite(actual)):
-        nans, infs = np.count_nonzero(np.isnan(actual)), np.count_nonzero(np.isinf(actual))
         first = tuple(map(int, np.argwhere(~np.isfinite(actual))[0]))
         raise CheckFailed(
-            f"{what}: {nans} NaN and {infs} inf of {actual.size} elements (shape {actual.shape}); "
-            f"the first at index {first}: expected {options[0][first]:.6g}, got {actual[first]} "
-            f"(an overflow, e.g. exp of a large number, or a division by zero?)")
+            f"{what}: {non_finite(actual)}; the first at index {first}: expected "
+            f"{options[0][first]:.6g}, got {actual[first]} (an overflow, e.g. exp of a large "
+            f"number, or a division by zero?)")
     scale = max(1.0, max(float(np.max(np.abs(option), initial=0)) for option in options))
     errors = np.stack([np.abs(actual.astype(np.float64) - option) for option in options])
     allowed = np.stack([atol * scale + rtol * np.abs(option) for option in options])

@@ -6,6 +6,8 @@ layer in float64 and returns both gradients, relative_error() compares them.
 """
 import numpy as np
 
+from common import non_finite
+
 
 def numerical_gradient(f, x, h=1e-6, grad_outputs=1.0):
     """Central-difference gradient of sum(f() * grad_outputs) w.r.t. array x.
@@ -51,6 +53,9 @@ def check_float64(layer, inputs, seed):
     """
     np.random.seed(seed)
     outputs = np.array(layer(inputs))
+    if not np.all(np.isfinite(outputs)):
+        raise GradientCheckError(f"{layer.name}: the outputs have {non_finite(outputs)}: an "
+                                 f"overflow (exp of a large number?) or a division by zero")
     if outputs.size == 0:
         raise GradientCheckError(f"{layer.name}: its outputs are empty (shape {outputs.shape}), so "
                                  f"there is nothing to check: give other --args or a larger "
@@ -104,10 +109,12 @@ def backward_gradients(layer, grad_outputs, inputs):
         gradients[name] = len(inputs) * np.asarray(getattr(layer, name + '_grad'), dtype=np.float64)
     for name, gradient in gradients.items():
         expected = np.shape(inputs if name == 'inputs' else getattr(layer, name))
+        what = 'backward() returned' if name == 'inputs' else f"{name}_grad has"
         if gradient.shape != expected:
-            what = 'backward() returned' if name == 'inputs' else f"{name}_grad has"
             raise GradientCheckError(f"{layer.name}.{what} shape {gradient.shape}, "
                                      f"expected {expected}")
+        if not np.all(np.isfinite(gradient)):
+            raise GradientCheckError(f"{layer.name}.{what} {non_finite(gradient)}")
     return gradients
 
 

@@ -419,3 +419,36 @@ def test_gradcheck_refuses_a_negative_seed_in_one_line():
     result = gradcheck('ReLU', '--seed', '-1')
     assert result.returncode == 2
     assert result.stderr.strip() == '--seed -1: give a whole number of 0 or more'
+
+
+NOT_NUMBERS = '''
+
+class NaNOutputs(Layer):
+    def forward(self, inputs):
+        return inputs * np.nan
+
+    def backward(self, grad_outputs):
+        return grad_outputs
+
+
+class NaNGradient(Layer):
+    def forward(self, inputs):
+        return inputs ** 2
+
+    def backward(self, grad_outputs):
+        grad_inputs = 2 * grad_outputs * self.forward_inputs
+        grad_inputs[0] = np.inf
+        return grad_inputs
+'''
+
+
+@pytest.mark.parametrize('layer, message', [
+    ('NaNOutputs', 'NaNOutputs: the outputs have 32 NaN and 0 inf of 32 elements (shape (4, 8))'),
+    ('NaNGradient', 'NaNGradient.backward() returned 0 NaN and 8 inf of 32 elements (shape (4, 8))'),
+])
+def test_gradcheck_counts_nan_and_inf_without_warnings(tmp_path, layer, message):
+    path = tmp_path / 'solution.py'
+    path.write_text(REFERENCE.read_text() + NOT_NUMBERS)
+    result = gradcheck(layer, solution_path=path)
+    assert result.returncode == 1 and message in result.stderr
+    assert 'Warning' not in result.stderr and len(result.stderr.strip().splitlines()) == 1
