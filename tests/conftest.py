@@ -41,6 +41,8 @@ def pytest_make_collect_report(collector):
 
 
 def pytest_configure(config):
+    if not any(TESTS_DIR.glob('*_unittest_*_input')):  # a copy of this file elsewhere
+        return
     import common
     config.addinivalue_line('markers', 'training: trains a model (mnist, cifar): minutes')
     for test in common.find_fixtures(TESTS_DIR, keep_damaged=True):
