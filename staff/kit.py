@@ -13,12 +13,11 @@ docstrings, constructors). Sections outside the table are left out whole, so
 none of their code reaches the students.
 
 The kit holds the template, the kit's modules (KIT_MODULES), requirements.txt
-(written from STUDENT_REQUIREMENTS),
-MNIST (data/mnist/), the public fixture directories of the table's tests
-(numbered in the table's order, their descriptions carrying the table's
-points), the pytest files that run them (KIT_TEST_FILES) and a README
-generated from the table. No reference code, hidden fixtures, staff/
-package or other project tests get into it.
+(written from STUDENT_REQUIREMENTS), MNIST (data/mnist/), the public fixture
+directories of the table's tests (numbered in the table's order, their
+descriptions carrying the table's points), the pytest files that run them
+(KIT_TEST_FILES) and a README generated from the table. No reference code,
+hidden fixtures, staff/ package or other project tests get into it.
 """
 import argparse
 import ast

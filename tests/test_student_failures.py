@@ -444,7 +444,8 @@ class NaNGradient(Layer):
 
 @pytest.mark.parametrize('layer, message', [
     ('NaNOutputs', 'NaNOutputs: the outputs have 32 NaN and 0 inf of 32 elements (shape (4, 8))'),
-    ('NaNGradient', 'NaNGradient.backward() returned 0 NaN and 8 inf of 32 elements (shape (4, 8))'),
+    ('NaNGradient',
+     'NaNGradient.backward() returned 0 NaN and 8 inf of 32 elements (shape (4, 8))'),
 ])
 def test_gradcheck_counts_nan_and_inf_without_warnings(tmp_path, layer, message):
     path = tmp_path / 'solution.py'
