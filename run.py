@@ -156,6 +156,7 @@ def score(fixtures, results):
 # faulthandler work alike on Linux, macOS and Windows.
 
 GRACE = 2.0  # seconds the parent waits beyond a limit, for the child's traceback to be written
+WAIT_SLICE = 0.5  # seconds of each wait for the child
 
 
 def training_data_problem(fixture):
@@ -253,8 +254,16 @@ class Child:
         child_end.close()
 
     def receive(self, timeout):
-        """The child's next message; None if it ran past `timeout` seconds or ended."""
-        ready = multiprocessing.connection.wait([self.connection, self.process.sentinel], timeout)
+        """The child's next message; None if it ran past `timeout` seconds or ended.
+
+        timeout None waits as long as it takes. It waits in slices of WAIT_SLICE
+        seconds, so that Ctrl-C is seen on every platform.
+        """
+        end = None if timeout is None else time.monotonic() + timeout
+        ready = []
+        while not ready and (end is None or time.monotonic() < end):
+            wait = WAIT_SLICE if end is None else max(min(WAIT_SLICE, end - time.monotonic()), 0)
+            ready = multiprocessing.connection.wait([self.connection, self.process.sentinel], wait)
         if self.connection in ready or (ready and self.connection.poll()):
             try:
                 return self.connection.recv()
