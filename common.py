@@ -454,7 +454,7 @@ class Fixture:
             case = load_pickle(path)
         except FixtureError:
             raise
-        except Exception as error:
+        except Exception as error:  # a damaged pickle fails in many ways
             raise FixtureError(f"{path} is damaged ({type(error).__name__}: {error}): "
                                f"{REEXTRACT}") from None
         if not isinstance(case, dict):
@@ -536,7 +536,7 @@ def run_case(solution, case):
         return Verdict.FAILED, str(error)
     except SystemExit as error:  # sys.exit(), exit() or, see os_exit_forbidden, os._exit()
         return Verdict.ERROR, exit_message(error, solution.__file__)
-    except Exception as error:
+    except Exception as error:  # the student's code raised: report it, go on
         return Verdict.ERROR, student_traceback(error, solution.__file__).rstrip()
 
 

@@ -72,7 +72,7 @@ def import_solution(path):
     """The solution module; one that does not import stops the command with its traceback."""
     try:
         return common.load_solution(path)
-    except (Exception, SystemExit) as error:
+    except (Exception, SystemExit) as error:  # a broken solution.py still gets a verdict
         raise Stop(import_failure(error, path), 1) from None
 
 
@@ -194,7 +194,7 @@ def serve(connection, solution_path, dump, limit):
     faulthandler.dump_traceback_later(limit, exit=True, file=dump)
     try:
         solution = common.load_solution(solution_path)
-    except BaseException as error:
+    except BaseException as error:  # SyntaxError, sys.exit(), anything
         connection.send(('import failed', import_failure(error, solution_path)))
         return
     faulthandler.cancel_dump_traceback_later()
@@ -449,7 +449,7 @@ def builds(layer_class, arguments, input_shape):
     """Whether layer_class(**arguments) builds for input_shape (batch first)."""
     try:
         common.build_for_check(layer_class(**arguments), input_shape[1:])
-    except (Exception, SystemExit):
+    except (Exception, SystemExit):  # any failure means no
         return False
     return True
 
@@ -472,7 +472,7 @@ def layer_for_check(layer_class, input_shape, arguments, rng, default_shape=None
         common.build_for_check(layer, input_shape[1:])
     except NotImplementedError as error:
         raise Stop(f"{call}.build: not implemented ({error})", 1) from None
-    except (Exception, SystemExit) as error:
+    except (Exception, SystemExit) as error:  # the student's build, or the shape
         if default_shape not in (None, input_shape) and builds(layer_class, arguments,
                                                                 default_shape):
             raise Stop(f"{call} cannot take inputs of shape {input_shape}: {error}; give another "

@@ -33,7 +33,7 @@ def solution():
             yield importlib.import_module('solution')
         except SystemExit as error:
             pytest.fail(common.exit_message(error, common.KIT_DIR / 'solution.py'), pytrace=False)
-        except Exception as error:
+        except Exception as error:  # a broken solution.py fails every case, clearly
             pytest.fail("solution.py does not import:\n" + common.student_traceback(
                 error, common.KIT_DIR / 'solution.py'), pytrace=False)
 
