@@ -11,11 +11,12 @@ pickles.py (safe loading of the fixture files).
 """
 import importlib.util
 import json
-import pickle
+import os
 import sys
 import time
 import traceback
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -31,6 +32,12 @@ KIT_DIR = Path(__file__).resolve().parent
 TESTS_DIR = KIT_DIR / 'tests'
 RTOL = 1e-4
 ATOL = 1e-5
+GIB = 1 << 30
+TIME_LIMIT = 60  # seconds (wall and CPU) of each section in the checking system
+MEMORY_LIMIT = 2 * GIB  # bytes of memory of each section in the checking system
+TRAINING_MEMORY_LIMIT = 6 * GIB  # the same for the training sections (mnist, cifar)
+TRAINING_ALLOWANCE = 60  # seconds of wall time beyond their training limit: data, predicting
+REEXTRACT = "re-extract the kit's tests/ folder from its zip"
 
 
 class Verdict(StrEnum):
@@ -65,6 +72,12 @@ def as_array(value, what):
     return array
 
 
+def non_finite(array):
+    """'2 NaN and 1 inf of 12 elements (shape (3, 4))': how much of an array is not a number."""
+    return (f"{np.count_nonzero(np.isnan(array))} NaN and {np.count_nonzero(np.isinf(array))} inf "
+            f"of {array.size} elements (shape {array.shape})")
+
+
 def compare(what, actual, expected, rtol=RTOL, atol=ATOL):
     """Raises CheckFailed unless actual matches expected elementwise.
 
@@ -76,6 +89,12 @@ def compare(what, actual, expected, rtol=RTOL, atol=ATOL):
     options = expected if isinstance(expected, list) else [expected]
     if actual.shape != options[0].shape:
         raise CheckFailed(f"{what}: shape {actual.shape}, expected {options[0].shape}")
+    if not np.all(np.isfinite(actual)):
+        first = tuple(map(int, np.argwhere(~np.isfinite(actual))[0]))
+        raise CheckFailed(
+            f"{what}: {non_finite(actual)}; the first at index {first}: expected "
+            f"{options[0][first]:.6g}, got {actual[first]} (an overflow, e.g. exp of a large "
+            f"number, or a division by zero?)")
     scale = max(1.0, max(float(np.max(np.abs(option), initial=0)) for option in options))
     errors = np.stack([np.abs(actual.astype(np.float64) - option) for option in options])
     allowed = np.stack([atol * scale + rtol * np.abs(option) for option in options])
@@ -92,6 +111,24 @@ def compare(what, actual, expected, rtol=RTOL, atol=ATOL):
         f"(shape {actual.shape}): max abs error {np.nanmax(error):.3g}, "
         f"max rel error {np.nanmax(relative):.3g}; at index {tuple(map(int, worst))} "
         f"expected {closest[worst]:.6g}, got {actual[worst]:.6g}")
+
+
+def gradient_hint(actual, expected, n):
+    """A likely cause when a wrong gradient is a simple multiple of the right one, or ''.
+
+    n is the batch size: parameter gradients are averaged over the batch.
+    """
+    if not np.any(actual):
+        return 'it is all zeros: is it computed and stored?'
+    causes = {n: f"n = {n} times too large: a sum over the batch where the mean belongs?",
+              1 / n: f"n = {n} times too small: divided by the batch size where it should not be?",
+              -1: 'its sign is flipped'}
+    for factor, cause in causes.items():
+        if (n > 1 or factor == -1) and actual.shape == np.shape(expected) and np.allclose(
+                actual, factor * expected, rtol=1e-4, atol=1e-6 * np.max(np.abs(expected))):
+            return cause
+    return ''
+
 
 # ================================= Checks ===================================
 # Each kind of check (CheckKind, at the end) has run(solution, case), which calls
@@ -164,10 +201,12 @@ def pooling_windows(images, size):
 
 
 def verify_max_pooling(case, results):
-    """As expected, but each window's gradient may go to any one of its maximal inputs.
+    """As expected, but each window's gradient may be split among its tied maxima.
 
-    case['expected'] has no grad_inputs: where a window has tied maxima any
-    one of them may take the whole gradient; inputs no window covers get 0.
+    case['expected'] has no grad_inputs: where a window with gradient g has
+    tied maxima, each of them may take w * g for any weights w >= 0 that sum
+    to 1 (a subgradient: all to one of them, or split evenly); its other
+    inputs, and inputs no window covers, get 0.
     """
     verify_expected(case, results)
     call, size = case['calls'][0], case['args']['pool_size']
@@ -178,16 +217,19 @@ def verify_max_pooling(case, results):
     windows, grad_windows = pooling_windows(inputs, size), pooling_windows(grad_inputs, size)
     tolerance = ATOL * max(1.0, np.max(np.abs(grad_outputs))) + RTOL * np.abs(grad_outputs)
     maximal = windows == np.max(windows, axis=-1, keepdims=True)
-    taken = (np.abs(grad_windows - grad_outputs) <= tolerance) & maximal
-    zero = np.abs(grad_windows) <= ATOL
-    routed = (np.sum(taken, axis=-1) == 1) & np.all(taken | zero, axis=-1)
+    at_maxima = np.where(maximal, grad_windows, 0)
+    same_sign = np.all(at_maxima * np.sign(grad_outputs) >= -tolerance, axis=-1)  # w >= 0
+    zero_elsewhere = np.all(maximal | (np.abs(grad_windows) <= tolerance), axis=-1)
+    adds_up = np.abs(np.sum(at_maxima, axis=-1) - grad_outputs[..., 0]) <= tolerance[..., 0]
+    routed = same_sign & zero_elsewhere & adds_up
     if not np.all(routed):
         index = tuple(int(i) for i in np.argwhere(~routed)[0])
         raise CheckFailed(
             f"grad_inputs: in {np.count_nonzero(~routed)} of {routed.size} windows the gradient "
-            f"does not go whole to one maximal input; window {index} has inputs "
-            f"{np.round(windows[index], 6).tolist()}, grad_outputs {grad_outputs[index][0]:.6g}, "
-            f"got gradient {np.round(grad_windows[index], 6).tolist()}")
+            f"does not go to the maximal inputs alone, in shares that add up to it; window {index} "
+            f"has inputs {np.round(windows[index], 6).tolist()}, grad_outputs "
+            f"{grad_outputs[index][0]:.6g}, got gradient "
+            f"{np.round(grad_windows[index], 6).tolist()}")
     uncovered = grad_inputs.copy()
     uncovered[:, :, :windows.shape[2] * size, :windows.shape[3] * size] = 0
     if np.any(np.abs(uncovered) > ATOL):
@@ -314,8 +356,12 @@ def train_model(solution, case, x_train, y_train):
 
 
 def run_training(solution, case):
-    """Trains the student's model; returns its predicted test labels and the time."""
-    x_train, y_train, x_test, _ = DATASETS[case['dataset']]()
+    """Trains the student's model; returns its predicted test labels and the time.
+
+    The data come from the case's dataset, or from case['data'] (x_train,
+    y_train, x_test): the grader sends them, and measures the time itself.
+    """
+    x_train, y_train, x_test = case.get('data') or DATASETS[case['dataset']]()[:3]
     model, seconds = train_model(solution, case, x_train, y_train)
     predictions = model.predict(x_test)
     return {'labels': np.argmax(as_array(predictions, 'model.predict(x_test)'), axis=1),
@@ -338,12 +384,30 @@ def verify_training(case, results):
     return note
 
 
+def batch_size(case):
+    """n of a layer case (its calls' inputs) or a loss case (y_gt); None for other kinds."""
+    if 'calls' in case:
+        return len(case['calls'][0]['inputs'])
+    return len(case['y_gt']) if 'y_gt' in case else None
+
+
 def verify_expected(case, results):
-    """Every quantity in case['expected'] matches the computed one."""
+    """Every quantity in case['expected'] matches the computed one.
+
+    A wrong gradient that is a simple multiple of the right one says so
+    (n times too large: summed over the batch where the mean belongs).
+    """
+    n = batch_size(case)
     for what, expected in case['expected'].items():
         if what not in results:
             raise CheckFailed(f"{what}: not computed")
-        compare(what, results[what], expected, case.get('rtol', RTOL), case.get('atol', ATOL))
+        actual = as_array(results[what], what)
+        try:
+            compare(what, actual, expected, case.get('rtol', RTOL), case.get('atol', ATOL))
+        except CheckFailed as error:
+            right = expected[0] if isinstance(expected, list) else expected
+            hint = gradient_hint(actual, right, n) if 'grad' in what and n else ''
+            raise CheckFailed(f"{error}; {hint}" if hint else str(error)) from None
 
 
 @dataclass(frozen=True)
@@ -383,24 +447,43 @@ def is_training(case):
 
 @dataclass
 class Fixture:
-    """One fixture directory tests/NN_unittest_<test>_input/."""
+    """One fixture directory tests/NN_unittest_<test>_input/.
+
+    A directory whose description.json cannot be read is a Fixture too, with
+    the test name of its directory, no cases and `damage` saying what is wrong.
+    """
     directory: Path
     section: str
     title: str
     points: float
     test: str
     cases: list
+    damage: str = ''
 
     @classmethod
     def load(cls, directory):
         directory = Path(directory)
         try:
             description = json.loads((directory / 'description.json').read_text())
-            return cls(directory, str(description['section']), description['title'],
-                       float(description['points']), description['test'],
-                       description['cases'])
-        except (OSError, ValueError, KeyError) as error:
-            raise FixtureError(f"{directory}: bad description.json ({error!r})") from None
+            fixture = cls(directory, str(description['section']), str(description['title']),
+                          float(description['points']), str(description['test']),
+                          list(description['cases']))
+            if not all(isinstance(entry, dict) and {'file', 'kind', 'name'} <= entry.keys()
+                       for entry in fixture.cases):
+                raise ValueError("a case without 'file', 'kind' and 'name'")
+            return fixture
+        except FileNotFoundError:
+            raise FixtureError(f"{directory / 'description.json'} is missing: "
+                               f"{REEXTRACT}") from None
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise FixtureError(f"{directory / 'description.json'} is damaged (bad "
+                               f"description.json: {error!r}): {REEXTRACT}") from None
+
+    @classmethod
+    def damaged(cls, directory, error):
+        """The stand-in for a directory that Fixture.load refused."""
+        test = Path(directory).name.split('_unittest_', 1)[-1].removesuffix('_input')
+        return cls(Path(directory), '?', test, 0.0, test, [], str(error))
 
     @property
     def is_training(self):
@@ -409,16 +492,36 @@ class Fixture:
 
     def load_case(self, entry):
         """The case's data: a dict with 'kind', 'name', inputs and 'expected'."""
+        path = self.directory / entry['file']
+        if not path.is_file():
+            raise FixtureError(f"{path} is missing: {REEXTRACT}")
         try:
-            case = load_pickle(self.directory / entry['file'])
-        except (OSError, pickle.UnpicklingError, EOFError) as error:
-            raise FixtureError(f"{self.directory / entry['file']}: {error}") from None
+            case = load_pickle(path)
+        except FixtureError:
+            raise
+        except Exception as error:  # a damaged pickle fails in many ways
+            raise FixtureError(f"{path} is damaged ({type(error).__name__}: {error}): "
+                               f"{REEXTRACT}") from None
+        if not isinstance(case, dict):
+            raise FixtureError(f"{path} is damaged (it holds {type(case).__name__}, not a "
+                               f"case): {REEXTRACT}")
         return {'kind': entry['kind'], 'name': entry['name'], **case}
 
 
-def find_fixtures(tests_dir=TESTS_DIR):
-    """{test name: Fixture} for every NN_unittest_<test>_input directory, in order."""
-    fixtures = [Fixture.load(path) for path in sorted(Path(tests_dir).glob('*_unittest_*_input'))]
+def find_fixtures(tests_dir=TESTS_DIR, keep_damaged=False):
+    """{test name: Fixture} for every NN_unittest_<test>_input directory, in order.
+
+    A directory with a bad description.json raises FixtureError, or with
+    keep_damaged is kept as Fixture.damaged, so that the others still run.
+    """
+    fixtures = []
+    for path in sorted(Path(tests_dir).glob('*_unittest_*_input')):
+        try:
+            fixtures.append(Fixture.load(path))
+        except FixtureError as error:
+            if not keep_damaged:
+                raise
+            fixtures.append(Fixture.damaged(path, error))
     return {fixture.test: fixture for fixture in fixtures}
 
 
@@ -471,17 +574,49 @@ def run_case(solution, case):
     except DataUnavailable as error:
         return Verdict.NOT_AVAILABLE, str(error)
     except MemoryError:
-        return Verdict.MEMORY_LIMIT, "ran out of memory (MemoryError)"
+        limit = TRAINING_MEMORY_LIMIT if is_training(case) else MEMORY_LIMIT
+        return Verdict.MEMORY_LIMIT, (f"ran out of memory (MemoryError); the checking system "
+                                      f"allows {limit / GIB:g} GiB for this section")
     except CheckFailed as error:
         return Verdict.FAILED, str(error)
+    except SystemExit as error:  # sys.exit(), exit() or, see os_exit_forbidden, os._exit()
+        return Verdict.ERROR, exit_message(error, solution.__file__)
     except Exception as error:  # the student's code raised: report it, go on
         return Verdict.ERROR, student_traceback(error, solution.__file__).rstrip()
+
+
+class ExitCalled(SystemExit):
+    """Raised by os._exit while it is forbidden (os_exit_forbidden), so that it can be reported."""
+
+    def __init__(self, status):
+        super().__init__(status)
+        self.call = f"os._exit({status!r})"
+
+
+@contextmanager
+def os_exit_forbidden():
+    """Within it, os._exit raises ExitCalled: solution.py's call is reported, not obeyed."""
+    def refuse(status):
+        raise ExitCalled(status)
+    original, os._exit = os._exit, refuse
+    try:
+        yield
+    finally:
+        os._exit = original
+
+
+def exit_message(error, solution_file):
+    """What a SystemExit of the student's code (sys.exit, exit, os._exit) says, with their lines."""
+    call = getattr(error, 'call', f"sys.exit({'' if error.code is None else repr(error.code)})")
+    return (f"solution.py must not exit, but it called {call}:\n"
+            f"{student_traceback(error, solution_file).rstrip()}")
 
 
 def verify_case(case, results):
     """(Verdict.PASSED, note) or (Verdict.FAILED, message) for the results of one case."""
     try:
-        return Verdict.PASSED, CHECKS[case['kind']].verify(case, results) or ''
+        with np.errstate(all='ignore'):  # NaN and inf results are reported, not warned about
+            return Verdict.PASSED, CHECKS[case['kind']].verify(case, results) or ''
     except CheckFailed as error:
         hint = f"\n  hint: {case['hint']}" if case.get('hint') else ''
         return Verdict.FAILED, f"{error}{hint}"
@@ -490,9 +625,15 @@ def verify_case(case, results):
 def run_test(fixture, solution):
     """Runs every case of a fixture against the solution module."""
     start = time.perf_counter()
+    if fixture.damage:
+        return Result(fixture.test, Verdict.ERROR, fixture.damage)
     outcomes = []
     for entry in fixture.cases:
-        case = fixture.load_case(entry)
+        try:
+            case = fixture.load_case(entry)
+        except FixtureError as error:  # one damaged file fails its own case only
+            outcomes.append((entry['name'], Verdict.ERROR, str(error)))
+            continue
         verdict, results = run_case(solution, case)
         if verdict == RAN:
             verdict, message = verify_case(case, results)

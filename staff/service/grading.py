@@ -53,7 +53,7 @@ def make_grader(config, numbers):
                     threads=config.threads)
     return grader.Grader(table(config.points), ','.join(numbers), config.hidden, limits,
                          config.training_time, cli.parse_size(config.training_memory),
-                         None, config.isolation, private=[config.data])
+                         None, config.isolation)
 
 
 class SandboxKilled(Exception):
