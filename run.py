@@ -173,7 +173,7 @@ def training_data_problem(fixture):
 def child_main(connection, solution_path, dump_path, limit):
     """The child: imports solution.py, then runs each fixture it is sent until it gets None.
 
-    Messages to the parent: ('imported', '') or ('import failed', message),
+    Messages to the parent: ('imported', '') or (Verdict.IMPORT_FAILED, message),
     ('training', '') when a training test starts to train, ('result', Result).
     Ctrl-C ends it quietly: the parent reports it.
     """
@@ -196,7 +196,7 @@ def serve(connection, solution_path, dump, limit):
     try:
         solution = common.load_solution(solution_path)
     except BaseException as error:  # SyntaxError, sys.exit(), anything
-        connection.send(('import failed', import_failure(error, solution_path)))
+        connection.send((Verdict.IMPORT_FAILED, import_failure(error, solution_path)))
         return
     faulthandler.cancel_dump_traceback_later()
     connection.send(('imported', ''))
@@ -313,7 +313,7 @@ class Runner:
                      if code is None or time.perf_counter() - begin >= self.limit else
                      f"ended the process (exit code {code})")
             raise Stop(f"solution.py does not import: it {cause} at\n{where}", 1)
-        if message[0] == 'import failed':
+        if message[0] == Verdict.IMPORT_FAILED:
             self.close()
             raise Stop(message[1], 1)
 
