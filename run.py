@@ -727,6 +727,13 @@ def staff_command(argv):
     return cli.main(argv)
 
 
+def training_command(commands, solution, name, summary, description):
+    """A subcommand that takes a training test (mnist or cifar) and --solution."""
+    command = commands.add_parser(name, parents=[solution], help=summary, description=description)
+    command.add_argument('test', metavar='mnist|cifar', help='the training test')
+    return command
+
+
 def build_parser():
     """The student commands' argument parser."""
     parser = argparse.ArgumentParser(
@@ -760,12 +767,11 @@ def build_parser():
     check.add_argument('--seed', type=int, default=0, metavar='N',
                        help='for the inputs and parameters (default 0)')
     check.set_defaults(run=gradcheck)
-    training = commands.add_parser(
-        'train', parents=[solution], help='train the model of a training test, plot, save',
-        description="Runs train_mnist_model (mnist) or train_cifar10_model (cifar) of solution.py "
-                    "on the data and split of the unit test, then prints the test accuracy. "
-                    "--epochs only shortens the training: to train longer, change your function.")
-    training.add_argument('test', metavar='mnist|cifar', help='the training test')
+    training = training_command(
+        commands, solution, 'train', 'train the model of a training test, plot, save',
+        "Runs train_mnist_model (mnist) or train_cifar10_model (cifar) of solution.py on the data "
+        "and split of the unit test, then prints the test accuracy. --epochs only shortens the "
+        "training: to train longer, change your function.")
     training.add_argument('--epochs', type=int, metavar='N',
                           help='stop after N epochs for a quick run: Model.fit stops there, '
                                'whatever epochs your function asks for (it never adds epochs)')
@@ -774,14 +780,13 @@ def build_parser():
     training.add_argument('--save', metavar='NPZ',
                           help='save the model (interface.Model.load reads it)')
     training.set_defaults(run=train)
-    profiling = commands.add_parser(
-        'profile', parents=[solution], help="time each layer of your training model's network",
-        description="Builds the network of train_mnist_model (mnist) or train_cifar10_model "
-                    "(cifar) of solution.py without training it (model.fit is recorded, not run), "
-                    "times the forward pass, backward pass and update of each layer on a few "
-                    "batches of random inputs, and projects the time of the whole training run "
-                    "against the unit test's limit. Exit status 1 when the projection is over it.")
-    profiling.add_argument('test', metavar='mnist|cifar', help='the training test')
+    profiling = training_command(
+        commands, solution, 'profile', "time each layer of your training model's network",
+        "Builds the network of train_mnist_model (mnist) or train_cifar10_model (cifar) of "
+        "solution.py without training it (model.fit is recorded, not run), times the forward "
+        "pass, backward pass and update of each layer on a few batches of random inputs, and "
+        "projects the time of the whole training run against the unit test's limit. Exit status "
+        "1 when the projection is over it.")
     profiling.add_argument('--batches', type=int, default=3, metavar='N',
                            help='training steps to time, after one to warm up (default 3)')
     profiling.set_defaults(run=profile)
