@@ -141,12 +141,21 @@ def unshare_command(command):
             '--mount-proc', '--', *command]
 
 
+def die_with_parent(command):
+    """command, killed when the thread that started it dies (a grading worker
+    killed mid-section): bwrap has --die-with-parent, unshare has nothing of
+    the kind. setpriv (util-linux) sets PR_SET_PDEATHSIG and execs it; unshare
+    --kill-child passes the kill on to the namespace's init."""
+    return ['setpriv', '--pdeathsig', 'KILL', '--', *command] if shutil.which('setpriv') \
+        else list(command)
+
+
 def wrap(command, isolation, stage, readable=()):
     if isolation == 'bwrap':
         return bwrap_command(command, stage, readable)
     if isolation == 'unshare':
-        return unshare_command(command)
-    return list(command)
+        return die_with_parent(unshare_command(command))
+    return die_with_parent(command)
 
 
 def decode_status(code):
