@@ -739,7 +739,7 @@ class Submission:
     def collect(self):
         arrived = False
         for index, handle in list(self.handles.items()):
-            if handle.done():
+            if index in self.handles and handle.done():  # not taken by an import failure
                 del self.handles[index]
                 self.results[index] = judge_run(self.grader.plans[index], handle.result())
                 arrived = True
