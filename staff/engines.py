@@ -227,7 +227,7 @@ class DaskHandle:
 
     def start(self):
         self.future = self.engine.client.submit(
-            run_on_worker, self.task, pure=False, key=f"section-{self.task.name}-{os.urandom(6).hex()}",
+            self.engine.task_function, self.task, pure=False, key=f"section-{self.task.name}-{os.urandom(6).hex()}",
             resources={'slots': self.engine.slots if self.task.training else 1})
         self.future.add_done_callback(self.arrived)
 
@@ -300,6 +300,7 @@ class DaskEngine:
         from distributed import Client, LocalCluster
         dask.config.set({'distributed.scheduler.allowed-failures': 0})
         self.cluster, self.lost = cluster, 0
+        self.task_function = run_on_worker
         self.lock = threading.Lock()
         if scheduler is None and cluster is None:
             cores = cores or len(os.sched_getaffinity(0))
