@@ -1,25 +1,31 @@
-"""Shared helpers: datasets, fixture files, comparisons and the unit-test checks.
+"""What you need to understand a failed test: the comparison, the checks, running a case.
 
 ./run.py unittest and the course's checking system both grade through
-run_test() below, so a test that passes here passes there.
+run_test() below, so a test that passes here passes there. A failed test's
+message comes from compare() or from one of the checks: a kind of check
+runs your code (run_*) and judges its results (verify_*).
+
+You do not need to read the other given modules: datasets.py (MNIST and
+CIFAR-10), gradcheck.py (./run.py gradcheck's numerical gradients) and
+pickles.py (safe loading of the fixture files).
 """
-import gzip
-import hashlib
 import importlib.util
 import json
-import os
 import pickle
-import shutil
 import sys
-import tarfile
-import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
+from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
+
+from datasets import DATASETS, DataUnavailable
+from datasets import load_cifar10 as load_cifar10  # importable from common, as before
+from datasets import load_mnist as load_mnist
+from pickles import FixtureError, load_pickle
 
 KIT_DIR = Path(__file__).resolve().parent
 TESTS_DIR = KIT_DIR / 'tests'
@@ -27,365 +33,20 @@ RTOL = 1e-4
 ATOL = 1e-5
 
 
-def data_dir():
-    """Where datasets live: $NN_DATA_DIR, or data/ beside this file."""
-    return Path(os.environ.get('NN_DATA_DIR', KIT_DIR / 'data'))
+class Verdict(StrEnum):
+    """The verdict of a test (./run.py unittest) or of a section (the grader)."""
+    PASSED = 'passed'
+    FAILED = 'failed'
+    NOT_IMPLEMENTED = 'not implemented'
+    ERROR = 'error'
+    NOT_AVAILABLE = 'not available'
+    MEMORY_LIMIT = 'memory limit'
+    IMPORT_FAILED = 'import failed'  # the grader's: solution.py does not import
+    TIME_LIMIT = 'time limit'  # the grader's: a section ran out of its time
+
+
+RAN = 'ok'  # run_case's mark that a case ran and its results follow, for verify_case
 
-
-# ================================ Datasets ==================================
-
-MNIST_FILES = {
-    'train-images-idx3-ubyte.gz': 'f68b3c2dcbeaaa9fbdd348bbdeb94873',
-    'train-labels-idx1-ubyte.gz': 'd53e105ee54ea40749a09fcbcd1e9432',
-    't10k-images-idx3-ubyte.gz': '9fb629c4189551a2d022fa330f9573f3',
-    't10k-labels-idx1-ubyte.gz': 'ec29112dd5afa0611ce80d1b7f02629c',
-}
-MNIST_MIRRORS = [
-    'https://ossci-datasets.s3.amazonaws.com/mnist/',
-    'https://storage.googleapis.com/cvdf-datasets/mnist/',
-    'http://yann.lecun.com/exdb/mnist/',
-]
-CIFAR10_ARCHIVE = 'cifar-10-python.tar.gz'
-CIFAR10_FILES = {CIFAR10_ARCHIVE: 'c58f30108f718f92721af3b95e74349a'}
-CIFAR10_MIRRORS = ['https://www.cs.toronto.edu/~kriz/']
-CIFAR10_FOLDER = 'cifar-10-batches-py'
-CIFAR10_BATCHES = [f'data_batch_{number}' for number in range(1, 6)] + ['test_batch']
-CIFAR10_BINARY_FOLDER = 'cifar-10-batches-bin'  # the binary version: read if there is no python one
-CIFAR10_BINARY_FILES = {
-    'data_batch_1.bin': '5dd7e06a14cb22eb9f671a540d1b7c25',
-    'data_batch_2.bin': '5ea93a67294ea407fff1d09f752e9692',
-    'data_batch_3.bin': '942cd6a4bcdd0dd3c604fbe906cb4421',
-    'data_batch_4.bin': 'ae636b3ba5c66a11e91e8cb52e771fcb',
-    'data_batch_5.bin': '53f37980c15c3d472c316c40844f3f0d',
-    'test_batch.bin': '803d5f7f4d78ea53de84dbe85f74fb6d',
-}
-
-
-class DataUnavailable(Exception):
-    """A dataset is missing, corrupted, or could not be downloaded."""
-
-
-def md5sum(path):
-    digest = hashlib.md5()
-    with open(path, 'rb') as file:
-        for block in iter(lambda: file.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def show_progress(name, done, total):
-    """Rewrites one progress line on a terminal; silent otherwise."""
-    if sys.stderr.isatty():
-        amount = f"{100 * done // total}%" if total else f"{done >> 20} MiB"
-        print(f"\r  {name}: {amount}", end='', file=sys.stderr, flush=True)
-
-
-def download(url, path, md5):
-    """Downloads url to path atomically, with progress; checks the md5.
-
-    The file appears at `path` only when complete and correct: a failed,
-    corrupted or interrupted (even by Ctrl-C) download leaves nothing behind.
-    """
-    import http.client  # imported here: they are slow to import and rarely needed
-    import urllib.request
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    print(f"downloading {url}", file=sys.stderr, flush=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f'.{path.name}.',
-                                     suffix='.part', delete=False) as file:
-        partial = Path(file.name)
-    try:
-        digest, done = hashlib.md5(), 0
-        with urllib.request.urlopen(url, timeout=30) as response, open(partial, 'wb') as file:
-            total = int(response.headers.get('Content-Length') or 0)
-            for block in iter(lambda: response.read(1 << 20), b''):
-                file.write(block)
-                digest.update(block)
-                done += len(block)
-                show_progress(path.name, done, total)
-        if sys.stderr.isatty():
-            print(file=sys.stderr)
-        if total and done != total:
-            raise DataUnavailable(f"{url}: connection closed after {done} of {total} bytes")
-        if digest.hexdigest() != md5:
-            raise DataUnavailable(f"{url}: checksum mismatch (md5 {digest.hexdigest()}, "
-                                  f"expected {md5}), the download is corrupted")
-        os.replace(partial, path)
-    except http.client.HTTPException as error:
-        raise DataUnavailable(f"{url}: {error!r}") from None
-    finally:
-        partial.unlink(missing_ok=True)
-
-
-def fetch(name, directory, md5, mirrors):
-    """Path of a checked copy of file `name` in `directory`, downloading it if missing."""
-    path = Path(directory) / name
-    if path.exists():
-        if md5sum(path) != md5:
-            raise DataUnavailable(f"{path} is corrupted (its md5 is not {md5}): delete it "
-                                  f"to download it again")
-        return path
-    errors = []
-    for mirror in mirrors:
-        try:
-            download(mirror + name, path, md5)
-            return path
-        except (OSError, ValueError, DataUnavailable) as error:
-            errors.append(f"{mirror + name}: {error}")
-    sources = f" ({'; '.join(errors)})" if errors else ''
-    raise DataUnavailable(f"{path} is missing and could not be downloaded{sources}: "
-                          f"download {name} by hand and put it into {path.parent}/")
-
-
-def read_idx(path):
-    """Parses a gzipped IDX file (the MNIST format) into a uint8 array."""
-    try:
-        with gzip.open(path, 'rb') as file:
-            data = file.read()
-    except (OSError, EOFError) as error:
-        raise DataUnavailable(f"{path} is not a gzipped IDX file ({error}): delete it to "
-                              f"download it again") from None
-    ndim = data[3] if len(data) > 3 else 0
-    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], 'big') for i in range(ndim))
-    if data[:3] != b'\0\0\x08' or len(data) != 4 + 4 * ndim + int(np.prod(shape)):
-        raise DataUnavailable(f"{path} is not a uint8 IDX file of shape {shape}: delete it "
-                              f"to download it again")
-    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
-
-
-def one_hot(labels, classes):
-    """labels (n,) ints -> (n, classes) float32 one-hot rows."""
-    return np.eye(classes, dtype=np.float32)[labels]
-
-
-def channel_statistics(images):
-    """Mean and std (C,) of each channel of images (n, C, ...), accumulated in float64."""
-    pixels = images.reshape(len(images), images.shape[1], -1)
-    count = pixels.shape[0] * pixels.shape[2]
-    mean = pixels.sum(axis=(0, 2), dtype=np.float64) / count
-    mean_square = np.einsum('ncp,ncp->c', pixels, pixels, dtype=np.float64) / count
-    return mean, np.sqrt(mean_square - mean ** 2)
-
-
-def standardize(x_train, x_test):
-    """uint8 images (n, C, ...) -> float32, mean 0 and std 1 per channel.
-
-    Both sets use the training set's statistics.
-    """
-    mean, std = channel_statistics(x_train)
-    shape = (1, -1) + (1,) * (x_train.ndim - 2)
-    mean, std = mean.astype(np.float32).reshape(shape), std.astype(np.float32).reshape(shape)
-    x_train, x_test = (np.subtract(x, mean, dtype=np.float32) for x in (x_train, x_test))
-    x_train /= std  # in place: CIFAR-10's training set takes 600 MB as float32
-    x_test /= std
-    return x_train, x_test
-
-
-def load_mnist_raw():
-    """(train images (60000, 28, 28), train labels, test images, test labels), uint8."""
-    return read_mnist(data_dir() / 'mnist')
-
-
-@lru_cache(maxsize=1)
-def read_mnist(directory):
-    """The four MNIST arrays from `directory`, downloaded if missing; cached per directory."""
-    return tuple(read_idx(fetch(name, directory, md5, MNIST_MIRRORS))
-                 for name, md5 in MNIST_FILES.items())
-
-
-def load_mnist():
-    """MNIST as the assignment gives it: (x_train, y_train, x_test, y_test).
-
-    x is float32 (n, 784) normalized to mean 0, std 1 with the training
-    set's statistics; y is one-hot float32 (n, 10).
-    """
-    train_images, train_labels, test_images, test_labels = load_mnist_raw()
-    x_train, x_test = standardize(train_images[:, None], test_images[:, None])
-    return (x_train.reshape(len(x_train), -1), one_hot(train_labels, 10),
-            x_test.reshape(len(x_test), -1), one_hot(test_labels, 10))
-
-
-def unsafe_member(member, target):
-    """Why a tar member may not be extracted into the folder target, or ''."""
-    if not (member.isfile() or member.isdir()):
-        return "it is a link or a device"
-    if os.path.isabs(member.name) or not (target / member.name).resolve().is_relative_to(target):
-        return "its path leads out of the folder"
-    return ''
-
-
-def extract_folder(archive, directory, folder):
-    """Extracts directory/folder from a .tar.gz, all or nothing.
-
-    Refuses the whole archive if any member is a link, a device or a path
-    leading out of the directory.
-    """
-    staging = Path(tempfile.mkdtemp(prefix=f'.{folder}.', dir=directory)).resolve()
-    try:
-        with tarfile.open(archive, 'r:gz') as tar:
-            members = tar.getmembers()
-            for member in members:
-                if reason := unsafe_member(member, staging):
-                    raise DataUnavailable(f"{archive}: refusing to extract {member.name!r}: "
-                                          f"{reason}; delete the archive and download it again")
-            tar.extraction_filter = getattr(tarfile, 'data_filter', None)  # a second check
-            tar.extractall(staging, members)
-        if not (staging / folder).is_dir():
-            raise DataUnavailable(f"{archive} has no folder {folder}/: delete the archive "
-                                  f"and download it again")
-        os.rename(staging / folder, Path(directory) / folder)
-    except (OSError, EOFError, tarfile.TarError) as error:
-        raise DataUnavailable(f"{archive} cannot be extracted ({error}): delete it and "
-                              f"download it again") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def read_cifar10_batch(path):
-    """One CIFAR-10 batch pickle -> (images (n, 3, 32, 32) uint8, labels (n,) int64)."""
-    if not path.is_file():
-        raise DataUnavailable(f"{path.parent} has no file {path.name}: delete the folder "
-                              f"to extract it again from {CIFAR10_ARCHIVE}")
-    try:
-        batch = load_pickle(path, encoding='bytes')
-        data, labels = batch[b'data'], np.asarray(batch[b'labels'])
-    except (OSError, EOFError, pickle.UnpicklingError, FixtureError, KeyError, TypeError,
-            ValueError) as error:
-        raise DataUnavailable(f"{path} is not a CIFAR-10 batch ({error!r}): delete the "
-                              f"folder to extract it again") from None
-    if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2
-            and data.shape[1] == 3072 and labels.shape == (len(data),)
-            and np.isin(labels, np.arange(10)).all()):
-        raise DataUnavailable(f"{path} is not a CIFAR-10 batch (expected uint8 data (n, 3072) "
-                              f"and n labels in 0..9): delete the folder to extract it again")
-    return data.reshape(-1, 3, 32, 32), labels.astype(np.int64)
-
-
-def read_cifar10_binary_batch(path, md5):
-    """One batch of CIFAR-10's binary version -> (images (n, 3, 32, 32) uint8, labels (n,) int64).
-
-    Each record is a label byte followed by the 3072 bytes of the image's planes.
-    """
-    if not path.is_file():
-        raise DataUnavailable(f"{path.parent} has no file {path.name}: put all six batches "
-                              f"of CIFAR-10's binary version there")
-    if md5sum(path) != md5:
-        raise DataUnavailable(f"{path} is corrupted (its md5 is not {md5}): replace it with "
-                              f"the file of CIFAR-10's binary version")
-    records = np.fromfile(path, dtype=np.uint8).reshape(-1, 1 + 3072)
-    return records[:, 1:].reshape(-1, 3, 32, 32), records[:, 0].astype(np.int64)
-
-
-def load_cifar10_raw():
-    """(train images (50000, 3, 32, 32), train labels, test images, test labels)."""
-    return read_cifar10(data_dir())
-
-
-@lru_cache(maxsize=1)
-def read_cifar10(directory):
-    """The CIFAR-10 arrays from directory/cifar-10-batches-py/; cached per directory.
-
-    Without that folder, reads directory/cifar-10-batches-bin/ if it is there,
-    or else extracts the python folder from the archive, downloaded if missing.
-    """
-    folder, binary_folder = directory / CIFAR10_FOLDER, directory / CIFAR10_BINARY_FOLDER
-    if not folder.exists() and binary_folder.is_dir():
-        batches = [read_cifar10_binary_batch(binary_folder / name, md5)
-                   for name, md5 in CIFAR10_BINARY_FILES.items()]
-    else:
-        if not folder.exists():
-            try:
-                archive = fetch(CIFAR10_ARCHIVE, directory, CIFAR10_FILES[CIFAR10_ARCHIVE],
-                                CIFAR10_MIRRORS)
-            except DataUnavailable as error:
-                raise DataUnavailable(f"{error}, or put the folder {CIFAR10_FOLDER}/ extracted "
-                                      f"from it (or {CIFAR10_BINARY_FOLDER}/ of the binary "
-                                      f"version) into {directory}/") from None
-            extract_folder(archive, directory, CIFAR10_FOLDER)
-        batches = [read_cifar10_batch(folder / name) for name in CIFAR10_BATCHES]
-    images, labels = zip(*batches)
-    return np.concatenate(images[:-1]), np.concatenate(labels[:-1]), images[-1], labels[-1]
-
-
-def load_cifar10():
-    """CIFAR-10 as the assignment gives it: (x_train, y_train, x_test, y_test).
-
-    x is float32 (n, 3, 32, 32) normalized to mean 0, std 1 per channel with
-    the training set's statistics; y is one-hot float32 (n, 10).
-    """
-    train_images, train_labels, test_images, test_labels = load_cifar10_raw()
-    x_train, x_test = standardize(train_images, test_images)
-    return x_train, one_hot(train_labels, 10), x_test, one_hot(test_labels, 10)
-
-
-DATASETS = {'mnist': load_mnist, 'cifar10': load_cifar10}
-
-
-# ================================ Fixtures ==================================
-
-class FixtureError(Exception):
-    """A fixture directory or file is missing or malformed."""
-
-
-class FixtureUnpickler(pickle.Unpickler):
-    """Loads numpy arrays and plain Python data, nothing else."""
-
-    ALLOWED = {
-        ('numpy', 'ndarray'), ('numpy', 'dtype'),
-        ('numpy.core.multiarray', '_reconstruct'), ('numpy._core.multiarray', '_reconstruct'),
-        ('numpy.core.multiarray', 'scalar'), ('numpy._core.multiarray', 'scalar'),
-        ('builtins', 'slice'), ('builtins', 'complex'),
-    }
-
-    def find_class(self, module, name):
-        if (module, name) not in self.ALLOWED:
-            raise FixtureError(f"refusing to load {module}.{name} from a fixture: only "
-                               f"numpy arrays and plain data are allowed")
-        return super().find_class(module, name)
-
-
-def load_pickle(path, encoding='ASCII'):
-    with open(path, 'rb') as file:
-        return FixtureUnpickler(file, encoding=encoding).load()
-
-
-@dataclass
-class Fixture:
-    """One fixture directory tests/NN_unittest_<test>_input/."""
-    directory: Path
-    section: str
-    title: str
-    points: float
-    test: str
-    cases: list
-
-    @classmethod
-    def load(cls, directory):
-        directory = Path(directory)
-        try:
-            description = json.loads((directory / 'description.json').read_text())
-            return cls(directory, str(description['section']), description['title'],
-                       float(description['points']), description['test'],
-                       description['cases'])
-        except (OSError, ValueError, KeyError) as error:
-            raise FixtureError(f"{directory}: bad description.json ({error!r})") from None
-
-    def load_case(self, entry):
-        """The case's data: a dict with 'kind', 'name', inputs and 'expected'."""
-        try:
-            case = load_pickle(self.directory / entry['file'])
-        except (OSError, pickle.UnpicklingError, EOFError) as error:
-            raise FixtureError(f"{self.directory / entry['file']}: {error}") from None
-        return {'kind': entry['kind'], 'name': entry['name'], **case}
-
-
-def find_fixtures(tests_dir=TESTS_DIR):
-    """{test name: Fixture} for every NN_unittest_<test>_input directory, in order."""
-    fixtures = [Fixture.load(path) for path in sorted(Path(tests_dir).glob('*_unittest_*_input'))]
-    return {fixture.test: fixture for fixture in fixtures}
-
-
-# =============================== Comparison =================================
 
 class CheckFailed(Exception):
     """A value computed by solution.py differs from the expected one."""
@@ -432,11 +93,9 @@ def compare(what, actual, expected, rtol=RTOL, atol=ATOL):
         f"max rel error {np.nanmax(relative):.3g}; at index {tuple(map(int, worst))} "
         f"expected {closest[worst]:.6g}, got {actual[worst]:.6g}")
 
-
 # ================================= Checks ===================================
-# Each kind of check has run(solution, case) -> {quantity: array}, which calls
-# the student's code (in the grader: in a sandboxed child), and
-# verify(case, results) -> note, which compares with case['expected'].
+# Each kind of check (CheckKind, at the end) has run(solution, case), which calls
+# the student's code, and verify(case, results), which compares with case['expected'].
 
 def solution_attribute(solution, name):
     if not hasattr(solution, name):
@@ -451,10 +110,20 @@ class NoUpdates:
         return lambda parameter, parameter_grad: parameter
 
 
+def build_for_check(layer, input_shape):
+    """The layer, built alone for samples of input_shape (no batch) with NoUpdates; returned.
+
+    How the checks, ./run.py gradcheck and the fixture builder make a layer ready.
+    """
+    layer.input_shape = tuple(input_shape)
+    layer.build(NoUpdates())
+    return layer
+
+
 def build_layer(solution, case):
     """The case's layer, built with its input_shape and given parameters."""
-    layer = solution_attribute(solution, case['layer'])(**case['args'], input_shape=case['input_shape'])
-    layer.build(NoUpdates())
+    layer = build_for_check(solution_attribute(solution, case['layer'])(**case['args']),
+                            case['input_shape'])
     for name, value in case.get('parameters', {}).items():
         setattr(layer, name, value.copy())
         setattr(layer, name + '_grad', np.zeros_like(value))
@@ -588,8 +257,8 @@ def verify_function(case, results):
 
 def run_initialization(solution, case):
     """The freshly built layer's parameters."""
-    layer = solution_attribute(solution, case['layer'])(**case['args'], input_shape=case['input_shape'])
-    layer.build(NoUpdates())
+    layer = build_for_check(solution_attribute(solution, case['layer'])(**case['args']),
+                            case['input_shape'])
     return {name: getattr(layer, name) for name in case['statistics']}
 
 
@@ -674,33 +343,96 @@ def verify_expected(case, results):
         compare(what, results[what], expected, case.get('rtol', RTOL), case.get('atol', ATOL))
 
 
-CHECKS = {
-    'layer': (run_layer, verify_expected),
-    'max_pooling': (run_layer, verify_max_pooling),
-    'dropout': (run_layer, verify_dropout),
-    'function': (run_function, verify_function),
-    'initialization': (run_initialization, verify_initialization),
-    'loss': (run_loss, verify_expected),
-    'optimizer': (run_optimizer, verify_expected),
-    'training': (run_training, verify_training),
-}
+@dataclass(frozen=True)
+class CheckKind:
+    """A kind of check: run(solution, case) -> {quantity: value} calls the student's code
+    (in the grader: in a sandboxed child); verify(case, results) -> note raises CheckFailed
+    unless the results are right. A training kind trains a model: minutes, not seconds.
+
+    The course staff's tools add their own step for every kind: the reference's expected
+    values (staff/fixtures.py EXPECTED_VALUES), the shape checks (staff/validate.py
+    SHAPE_CHECKS).
+    """
+    name: str
+    run: Callable
+    verify: Callable
+    is_training: bool = False
+
+
+CHECKS = {kind.name: kind for kind in (
+    CheckKind('layer', run_layer, verify_expected),
+    CheckKind('max_pooling', run_layer, verify_max_pooling),
+    CheckKind('dropout', run_layer, verify_dropout),
+    CheckKind('function', run_function, verify_function),
+    CheckKind('initialization', run_initialization, verify_initialization),
+    CheckKind('loss', run_loss, verify_expected),
+    CheckKind('optimizer', run_optimizer, verify_expected),
+    CheckKind('training', run_training, verify_training, is_training=True),
+)}
+
+
+def is_training(case):
+    """Whether a case (or a fixture's entry of it) trains a model."""
+    return case['kind'] in CHECKS and CHECKS[case['kind']].is_training
+
+
+# ================================ Fixtures ==================================
+
+@dataclass
+class Fixture:
+    """One fixture directory tests/NN_unittest_<test>_input/."""
+    directory: Path
+    section: str
+    title: str
+    points: float
+    test: str
+    cases: list
+
+    @classmethod
+    def load(cls, directory):
+        directory = Path(directory)
+        try:
+            description = json.loads((directory / 'description.json').read_text())
+            return cls(directory, str(description['section']), description['title'],
+                       float(description['points']), description['test'],
+                       description['cases'])
+        except (OSError, ValueError, KeyError) as error:
+            raise FixtureError(f"{directory}: bad description.json ({error!r})") from None
+
+    @property
+    def is_training(self):
+        """Whether the test trains a model (mnist, cifar): minutes, not seconds."""
+        return any(is_training(entry) for entry in self.cases)
+
+    def load_case(self, entry):
+        """The case's data: a dict with 'kind', 'name', inputs and 'expected'."""
+        try:
+            case = load_pickle(self.directory / entry['file'])
+        except (OSError, pickle.UnpicklingError, EOFError) as error:
+            raise FixtureError(f"{self.directory / entry['file']}: {error}") from None
+        return {'kind': entry['kind'], 'name': entry['name'], **case}
+
+
+def find_fixtures(tests_dir=TESTS_DIR):
+    """{test name: Fixture} for every NN_unittest_<test>_input directory, in order."""
+    fixtures = [Fixture.load(path) for path in sorted(Path(tests_dir).glob('*_unittest_*_input'))]
+    return {fixture.test: fixture for fixture in fixtures}
 
 
 # ================================ Running ===================================
 
 @dataclass
 class Result:
-    """The verdict of one test: passed, failed, not implemented, error, not available
-    or memory limit."""
+    """The Verdict of one test, with its message."""
     test: str
-    verdict: str
+    verdict: Verdict
     message: str = ''
     seconds: float = 0.0
     details: list = field(default_factory=list)
 
     @property
     def passed(self):
-        return self.verdict == 'passed'
+        return self.verdict == Verdict.PASSED
 
 
 def load_solution(path, name='solution'):
@@ -727,31 +459,29 @@ def case_inputs(case):
 
 
 def run_case(solution, case):
-    """Runs one case's student side; returns ('ok', results) or (verdict, message)."""
-    run, _ = CHECKS[case['kind']]
+    """Runs one case's student side; returns (RAN, results) or (Verdict, message)."""
     np.random.seed(0)
     try:
-        return 'ok', run(solution, case_inputs(case))
+        return RAN, CHECKS[case['kind']].run(solution, case_inputs(case))
     except NotImplementedError as error:
-        return 'not implemented', str(error) or 'NotImplementedError'
+        return Verdict.NOT_IMPLEMENTED, str(error) or 'NotImplementedError'
     except DataUnavailable as error:
-        return 'not available', str(error)
+        return Verdict.NOT_AVAILABLE, str(error)
     except MemoryError:
-        return 'memory limit', "ran out of memory (MemoryError)"
+        return Verdict.MEMORY_LIMIT, "ran out of memory (MemoryError)"
     except CheckFailed as error:
-        return 'failed', str(error)
-    except Exception as error:  # the student's code raised: report it, go on
-        return 'error', student_traceback(error, solution.__file__).rstrip()
+        return Verdict.FAILED, str(error)
+    except Exception as error:  # noqa: BLE001 (the student's code raised: report it, go on)
+        return Verdict.ERROR, student_traceback(error, solution.__file__).rstrip()
 
 
 def verify_case(case, results):
-    """('passed', note) or ('failed', message) for the results of one case."""
-    _, verify = CHECKS[case['kind']]
+    """(Verdict.PASSED, note) or (Verdict.FAILED, message) for the results of one case."""
     try:
-        return 'passed', verify(case, results) or ''
+        return Verdict.PASSED, CHECKS[case['kind']].verify(case, results) or ''
     except CheckFailed as error:
         hint = f"\n  hint: {case['hint']}" if case.get('hint') else ''
-        return 'failed', f"{error}{hint}"
+        return Verdict.FAILED, f"{error}{hint}"
 
 
 def run_test(fixture, solution):
@@ -761,7 +491,7 @@ def run_test(fixture, solution):
     for entry in fixture.cases:
         case = fixture.load_case(entry)
         verdict, results = run_case(solution, case)
-        if verdict == 'ok':
+        if verdict == RAN:
             verdict, message = verify_case(case, results)
         else:
             message = results
@@ -771,141 +501,17 @@ def run_test(fixture, solution):
 
 def summarize(test, outcomes, seconds):
     """One Result from (case name, verdict, message) per case: the first bad one decides."""
-    bad = [outcome for outcome in outcomes if outcome[1] != 'passed']
+    bad = [outcome for outcome in outcomes if outcome[1] != Verdict.PASSED]
     if not bad:
         notes = '; '.join(message for _, _, message in outcomes if message)
-        return Result(test, 'passed', notes, seconds)
+        return Result(test, Verdict.PASSED, notes, seconds)
     name, verdict, message = bad[0]
     more = f" (and {len(bad) - 1} more of {len(outcomes)} cases)" if len(bad) > 1 else ''
     return Result(test, verdict, f"case '{name}'{more}: {message}", seconds,
                   [f"case '{n}': {v}: {m}" for n, v, m in bad])
 
 
-# ============================= Gradient check ===============================
-
-def numerical_gradient(f, x, h=1e-6, grad_outputs=1.0):
-    """Central-difference gradient of sum(f() * grad_outputs) w.r.t. array x.
-
-    x is changed and restored. f() returns a scalar or an array; an array's
-    two values are subtracted before the sum, which keeps the rounding
-    error of every element small.
-    """
-    grad = np.zeros_like(x, dtype=np.float64)
-    for index in np.ndindex(x.shape):
-        old = x[index]
-        x[index] = old + h
-        plus = np.array(f(), dtype=np.float64)
-        x[index] = old - h
-        minus = np.array(f(), dtype=np.float64)
-        x[index] = old
-        grad[index] = np.sum((plus - minus) * grad_outputs) / (2 * h)
-    return grad
-
-
-def relative_error(analytic, numeric):
-    """The largest |a - b| / (|a| + |b|) over the elements, and its index.
-
-    The denominator is at least 1% of the array's largest |a| + |b| (and
-    1e-8): on elements close to zero next to the others, rounding noise
-    would dominate.
-    """
-    size = np.abs(analytic) + np.abs(numeric)
-    error = np.abs(analytic - numeric) / np.maximum(size, max(0.01 * np.max(size), 1e-8))
-    worst = np.unravel_index(np.argmax(error), error.shape)
-    return float(error[worst]), tuple(int(i) for i in worst)
-
-
-class GradientCheckError(Exception):
-    """The layer cannot be gradient-checked as it is (float32 outputs, randomness, bad shapes)."""
-
-
-def check_float64(layer, inputs, seed):
-    """An error unless a change of 1e-12 in the inputs and each parameter reaches the outputs.
-
-    It does in float64; a layer that computes in float32 inside loses it, and
-    central differences would then measure rounding noise.
-    """
-    signs = np.random.default_rng((seed, 2))
-    np.random.seed(seed)
-    outputs = np.array(layer(inputs))
-    for name in ['inputs', *layer.parameter_names]:
-        array = inputs if name == 'inputs' else getattr(layer, name)
-        original = array.copy()
-        array += 1e-12 * (1 + np.abs(array)) * signs.choice([-1, 1], size=array.shape)
-        np.random.seed(seed)
-        changed = np.any(np.asarray(layer(inputs)) != outputs)
-        array[...] = original
-        if not changed:
-            raise GradientCheckError(
-                f"{layer.name}: changing {name} by 1e-12 leaves the outputs exactly the same, so "
-                f"the layer computes in float32 (astype(np.float32)?) or ignores {name}: the "
-                f"check needs float64 throughout")
-
-
-def forward_repeatably(layer, inputs, seed):
-    """layer(inputs) with np.random reseeded; an error unless repeatable."""
-    outputs = []
-    for _ in range(2):
-        np.random.seed(seed)
-        outputs.append(np.asarray(layer(inputs)))
-    if not np.array_equal(*outputs, equal_nan=True):
-        raise GradientCheckError(
-            f"{layer.name}: two forward passes on the same inputs differ, with np.random "
-            f"reseeded before each: outputs must depend only on the inputs, the parameters and "
-            f"np.random (draw masks with np.random.*, not np.random.default_rng())")
-    return outputs[0]
-
-
-def backward_gradients(layer, grad_outputs, inputs):
-    """{'inputs' or parameter name: gradient} from layer.backward, parameter ones times n."""
-    grad_inputs = layer.backward(grad_outputs)
-    if grad_inputs is None:
-        raise GradientCheckError(f"{layer.name}.backward() returned None: return dL/dinputs")
-    gradients = {'inputs': np.asarray(grad_inputs, dtype=np.float64)}
-    for name in layer.parameter_names:
-        gradients[name] = len(inputs) * np.asarray(getattr(layer, name + '_grad'), dtype=np.float64)
-    for name, gradient in gradients.items():
-        expected = np.shape(inputs if name == 'inputs' else getattr(layer, name))
-        if gradient.shape != expected:
-            what = 'backward() returned' if name == 'inputs' else f"{name}_grad has"
-            raise GradientCheckError(f"{layer.name}.{what} shape {gradient.shape}, expected {expected}")
-    return gradients
-
-
-def gradients(layer, inputs, seed=0):
-    """(analytic, numeric): layer.backward's gradients and central differences, in float64.
-
-    Both are dicts {'inputs' or parameter name: array}. The loss is
-    sum(outputs * G) for a fixed random G (from a stream of its own, not the
-    one of inputs drawn with the same seed), in training mode; np.random is
-    reseeded before every forward pass, so a random layer (Dropout) keeps one
-    mask. Parameter gradients, averaged over the batch by the layer, are
-    multiplied by n to compare them with the gradient of the summed loss.
-    Raises GradientCheckError when the layer cannot be checked as it is.
-    """
-    inputs = np.array(inputs, dtype=np.float64)
-    layer.is_training = True
-    for name in layer.parameter_names:
-        setattr(layer, name, getattr(layer, name).astype(np.float64))
-        setattr(layer, name + '_grad', np.zeros(getattr(layer, name).shape))
-    check_float64(layer, inputs, seed)
-    outputs_shape = forward_repeatably(layer, inputs, seed).shape
-    grad_outputs = np.random.default_rng((seed, 1)).normal(size=outputs_shape)
-    analytic = backward_gradients(layer, grad_outputs, inputs)
-
-    def outputs():
-        np.random.seed(seed)
-        return layer(inputs)
-
-    numeric = {name: numerical_gradient(outputs, inputs if name == 'inputs' else getattr(layer, name),
-                                        grad_outputs=grad_outputs) for name in analytic}
-    return analytic, numeric
-
-
-def gradient_check(layer, inputs, seed=0):
-    """{'inputs' or parameter name: (relative error, worst index)} of layer.backward.
-
-    See gradients() for how the layer is run.
-    """
-    analytic, numeric = gradients(layer, inputs, seed)
-    return {name: relative_error(analytic[name], numeric[name]) for name in analytic}
+def section_passes(results):
+    """A section counts when all its tests pass: the rule of ./run.py unittest's score
+    and of the grader's points. results: the Result of each of the section's tests."""
+    return all(result.passed for result in results)

@@ -22,7 +22,10 @@ from pathlib import Path
 import numpy as np
 
 import common
+import gradcheck as numerical
 import interface
+from common import Verdict
+from datasets import DATASETS, DataUnavailable
 
 STAFF_COMMANDS = ('make-fixtures', 'check-fixtures', 'make-kit', 'grade')
 
@@ -32,8 +35,10 @@ def colour(text, code):
     return f"\033[{code}m{text}\033[0m" if sys.stdout.isatty() else text
 
 
-VERDICT_COLOURS = {'passed': '32', 'failed': '31', 'error': '31', 'not implemented': '33',
-                   'not available': '33', 'memory limit': '31'}
+RED, GREEN, YELLOW = '31', '32', '33'
+VERDICT_COLOURS = {Verdict.PASSED: GREEN, Verdict.FAILED: RED, Verdict.ERROR: RED,
+                   Verdict.NOT_IMPLEMENTED: YELLOW, Verdict.NOT_AVAILABLE: YELLOW,
+                   Verdict.MEMORY_LIMIT: RED, Verdict.IMPORT_FAILED: RED, Verdict.TIME_LIMIT: RED}
 
 
 class Stop(Exception):
@@ -58,7 +63,7 @@ def call_student(solution, what, function, *args):
         return function(*args)
     except NotImplementedError as error:
         raise Stop(f"{what}: not implemented ({error})", 1) from None
-    except (common.CheckFailed, common.GradientCheckError) as error:
+    except (common.CheckFailed, numerical.GradientCheckError) as error:
         raise Stop(str(error), 1) from None
     except Exception as error:  # the student's code raised: show their frames only
         raise Stop(f"{what} raised an exception:\n"
@@ -93,16 +98,13 @@ def score(fixtures, results):
     sections = dict.fromkeys(fixture.section for fixture in fixtures)
     missing = {section: [test for test in tests[section] if test not in results] for section in sections}
     scored = [section for section in sections if not missing[section]]
-    passed = [section for section in scored if all(results[test].passed for test in tests[section])]
+    passed = [section for section in scored
+              if common.section_passes([results[test] for test in tests[section]])]
     line = (f"passed {len(passed)}/{len(scored)} sections, {sum(points[s] for s in passed):g} / "
             f"{sum(points[s] for s in scored):g} points")
     not_scored = [f"{section} (also run {' '.join(missing[section])})"
                   for section in sections if missing[section]]
     return line + (f"; not scored: {', '.join(not_scored)}" if not_scored else '')
-
-
-def is_training(fixture):
-    return any(entry['kind'] == 'training' for entry in fixture.cases)
 
 
 def unittest(args):
@@ -111,7 +113,7 @@ def unittest(args):
     results = {}
     print(f"{'section':8} {'test':13} {'points':>6}  {'result':16} {'time':>7}")
     for fixture in fixtures:
-        if is_training(fixture):
+        if fixture.is_training:
             print(f"{fixture.section:8} {fixture.test:13} {fixture.points:6.1f}  training... "
                   f"(Ctrl-C stops the training early)", flush=True)
         result = common.run_test(fixture, solution)
@@ -183,9 +185,8 @@ def layer_for_check(layer_class, input_shape, arguments, rng):
     except TypeError as error:
         raise Stop(f"{layer_class.__name__}(**{arguments}): {error}; it takes "
                    f"{inspect.signature(layer_class)}: give them as --args '{{\"name\": value}}'") from None
-    layer.input_shape = tuple(input_shape[1:])
     try:
-        layer.build(common.NoUpdates())
+        common.build_for_check(layer, input_shape[1:])
     except (ValueError, TypeError, IndexError) as error:
         raise Stop(f"{interface.constructor_call(layer)} cannot take inputs of shape {input_shape}: "
                    f"{error}; give another --input-shape (batch first)") from None
@@ -213,9 +214,9 @@ def print_gradient_errors(name, analytic, numeric, n):
     print(f"{'array':12} {'shape':14} {'rel. error':>10}  {'verdict':8}  worst index: backward vs numerical")
     verdicts = {}
     for array in analytic:
-        error, worst = common.relative_error(analytic[array], numeric[array])
+        error, worst = numerical.relative_error(analytic[array], numeric[array])
         verdicts[array] = 'right' if error < RIGHT else 'doubtful' if error < WRONG else 'WRONG'
-        shown = colour(f"{verdicts[array]:8}", {'right': '32', 'doubtful': '33', 'WRONG': '31'}[verdicts[array]])
+        shown = colour(f"{verdicts[array]:8}", {'right': GREEN, 'doubtful': YELLOW, 'WRONG': RED}[verdicts[array]])
         print(f"{array:12} {str(analytic[array].shape):14} {error:10.1e}  {shown}  {worst}: "
               f"{analytic[array][worst]:.6g} vs {numeric[array][worst]:.6g}")
         if verdicts[array] == 'WRONG' and gradient_hint(analytic[array], numeric[array], n):
@@ -248,7 +249,7 @@ def gradcheck(args):
     print(f"loss = sum(outputs * G), G random; parameter gradients (batch means) compared times "
           f"n = {shape[0]}")
     inputs = rng.normal(size=shape)
-    analytic, numeric = call_student(solution, names[0], common.gradients, layer, inputs, args.seed)
+    analytic, numeric = call_student(solution, names[0], numerical.gradients, layer, inputs, args.seed)
     return 0 if print_gradient_errors(names[0], analytic, numeric, shape[0]) else 1
 
 
@@ -257,7 +258,7 @@ def gradcheck(args):
 def training_case(test):
     """The case of a training test (mnist, cifar): its dataset, function and split."""
     fixtures = {name: fixture for name, fixture in common.find_fixtures().items()
-                if is_training(fixture)}
+                if fixture.is_training}
     if test not in fixtures:
         raise Stop(f"unknown training test {test}; valid names: {', '.join(fixtures)}")
     return fixtures[test].load_case(fixtures[test].cases[0])
@@ -307,8 +308,8 @@ def train(args):
         raise Stop(f"--epochs {args.epochs}: give at least 1")
     solution = import_solution(args.solution)
     try:
-        x_train, y_train, x_test, y_test = common.DATASETS[case['dataset']]()
-    except common.DataUnavailable as error:
+        x_train, y_train, x_test, y_test = DATASETS[case['dataset']]()
+    except DataUnavailable as error:
         raise Stop(str(error), 1) from None
     interface.Model.epoch_limit = args.epochs
     try:

@@ -8,7 +8,6 @@ import numpy as np
 
 from interface import Layer, Loss, Model, Optimizer, he_initializer
 
-
 # ================================ 2.1.1 ReLU ================================
 
 class ReLU(Layer):

@@ -22,6 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import common  # noqa: E402
+import datasets  # noqa: E402
 
 
 def main():
@@ -32,7 +33,7 @@ def main():
     solution = common.load_solution(args.solution)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(50000, 3, 32, 32)).astype(np.float32)
-    y = common.one_hot(rng.integers(0, 10, len(x)), 10)
+    y = datasets.one_hot(rng.integers(0, 10, len(x)), 10)
     start = time.perf_counter()
     model = solution.train_cifar10_model(x[:45000], y[:45000], x[45000:], y[45000:], epochs=args.epochs)
     per_epoch = (time.perf_counter() - start) / args.epochs

@@ -23,6 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import common  # noqa: E402
+import datasets  # noqa: E402
 
 DATA = Path('/usr/share/datasets/fashion-mnist')
 FILES = ('train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz',
@@ -34,12 +35,12 @@ def load_fashion_mnist():
     missing = [name for name in FILES if not (DATA / name).is_file()]
     if missing:
         sys.exit(f"{DATA}/{missing[0]} is missing: apt-get install dataset-fashion-mnist")
-    train_images, train_labels, test_images, test_labels = (common.read_idx(DATA / name)
+    train_images, train_labels, test_images, test_labels = (datasets.read_idx(DATA / name)
                                                             for name in FILES)
     x_train, x_test = (np.repeat(np.pad(images[:, None], ((0, 0), (0, 0), (2, 2), (2, 2))), 3, axis=1)
                        for images in (train_images, test_images))
-    x_train, x_test = common.standardize(x_train, x_test)
-    return x_train, common.one_hot(train_labels, 10), x_test, common.one_hot(test_labels, 10)
+    x_train, x_test = datasets.standardize(x_train, x_test)
+    return x_train, datasets.one_hot(train_labels, 10), x_test, datasets.one_hot(test_labels, 10)
 
 
 def main():

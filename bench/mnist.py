@@ -12,6 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import common  # noqa: E402
+import datasets  # noqa: E402
 
 
 def main():
@@ -19,7 +20,7 @@ def main():
     parser.add_argument('--solution', default=str(common.KIT_DIR / 'solution.py'))
     args = parser.parse_args()
     solution = common.load_solution(args.solution)
-    x_train, y_train, x_test, y_test = common.load_mnist()
+    x_train, y_train, x_test, y_test = datasets.load_mnist()
     start = time.perf_counter()
     model = solution.train_mnist_model(x_train[:55000], y_train[:55000], x_train[55000:], y_train[55000:])
     seconds = time.perf_counter() - start

@@ -1,8 +1,8 @@
 """The grader's child: runs one section's cases against a submission, sandboxed.
 
 staff/grader.py copies this file into a fresh work directory beside copies of
-the kit's interface.py, common.py and public tests/, and the submission as
-solution.py, then starts it (through staff/sandbox.py) as
+the kit's modules (staff/kit.py KIT_MODULES) and public tests/, and the
+submission as solution.py, then starts it (through staff/sandbox.py) as
 
     python -I -S -B _grader_child.py SETUP _grader_cases.pkl
 
@@ -16,7 +16,7 @@ writing to the results pipe (fd $NN_GRADER_CHANNEL):
 
     {"event": "imported"}
     {"event": "import failed", "message": ..., "details": ...}
-    {"event": "result", "case": i, "verdict": ..., "message": ...,
+    {"event": "result", "case": i, "verdict": common.Verdict or common.RAN, "message": ...,
      "arrays": [names], "special": {name: "none" | "object"}}  then one .npy per name
     {"event": "done"}
 
@@ -161,11 +161,14 @@ def plain_array(value):
     return None if array.dtype.hasobject else array
 
 
-def send_result(channel, index, verdict, results):
-    header = {'event': 'result', 'case': index, 'verdict': verdict}
-    if verdict != 'ok':
-        channel.send({**header, 'message': str(results)[-MESSAGE_LIMIT:]})
-        return
+def send_verdict(channel, index, verdict, message):
+    """A case that ended without results: its Verdict and message."""
+    channel.send({'event': 'result', 'case': index, 'verdict': verdict,
+                  'message': str(message)[-MESSAGE_LIMIT:]})
+
+
+def send_results(channel, index, ran, results):
+    """A case's results, marked `ran` (common.RAN): plain arrays, None or objects noted."""
     names, arrays, special = [], [], {}
     for name, value in results.items():
         array = plain_array(value)
@@ -174,7 +177,8 @@ def send_result(channel, index, verdict, results):
         else:
             names.append(str(name))
             arrays.append(array)
-    channel.send({**header, 'arrays': names, 'special': special}, arrays)
+    channel.send({'event': 'result', 'case': index, 'verdict': ran, 'arrays': names,
+                  'special': special}, arrays)
 
 
 def import_failure(error):
@@ -185,7 +189,7 @@ def import_failure(error):
 
 
 def run_cases(channel, cases):
-    import common  # the kit's copy beside this file
+    import common  # the kit's copy beside this file, imported after the fork (see main)
     try:
         solution = common.load_solution(SOLUTION)
     except BaseException as error:  # SyntaxError, ImportError, SystemExit, anything
@@ -196,10 +200,14 @@ def run_cases(channel, cases):
     for index, case in enumerate(cases):
         try:
             verdict, results = common.run_case(solution, case)
-            send_result(channel, index, verdict, results)
+            if verdict == common.RAN:
+                send_results(channel, index, verdict, results)
+            else:
+                send_verdict(channel, index, verdict, results)
         except BaseException as error:  # sys.exit() in a layer, results too big to send
-            verdict = 'memory limit' if isinstance(error, MemoryError) else 'error'
-            send_result(channel, index, verdict, f"{type(error).__name__}: {error}")
+            verdict = (common.Verdict.MEMORY_LIMIT if isinstance(error, MemoryError)
+                       else common.Verdict.ERROR)
+            send_verdict(channel, index, verdict, f"{type(error).__name__}: {error}")
     channel.send({'event': 'done'})
 
 

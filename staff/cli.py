@@ -1,54 +1,84 @@
-"""Course-staff commands of ./run.py."""
+"""Course-staff commands of ./run.py, and their shared command-line plumbing.
+
+Each command module (staff/fixtures.py, validate.py, kit.py, grader.py) adds
+its arguments with add_arguments(parser) and runs with main(args) -> exit
+status; a usage problem is raised as UsageError (or the kit's FixtureError,
+DataUnavailable) and printed here as one line `./run.py COMMAND: ...`, exit 2.
+"""
 import argparse
+import re
 import sys
 from pathlib import Path
 
 import common
-from staff import fixtures, grader, kit, validate
+from datasets import DataUnavailable
+from pickles import FixtureError
+from staff.points import TABLES_DIR, load_table
 
 
-def make_fixtures(args):
-    """The public fixtures into --out (default tests/), or the hidden set into --hidden."""
-    hidden = args.hidden is not None
-    out = args.hidden if hidden else args.out or common.TESTS_DIR
+class UsageError(Exception):
+    """Bad command line: a missing file, an unknown section, a bad hidden set."""
+
+
+USAGE_ERRORS = (UsageError, FixtureError, DataUnavailable)
+
+
+def existing_file(text):
+    """An argparse type: the path of a file that exists."""
+    if not Path(text).is_file():
+        raise argparse.ArgumentTypeError(f"{text}: no such file")
+    return Path(text)
+
+
+def add_reference_argument(parser):
+    """--reference FILE, the reference solution.py, for the commands that build from it."""
+    parser.add_argument('--reference', type=existing_file, default=common.KIT_DIR / 'solution.py',
+                        metavar='FILE', help='the reference solution.py')
+
+
+def table_names():
+    """The names of the kit's points tables (staff/points/<name>.csv)."""
+    return ', '.join(sorted(table.stem for table in TABLES_DIR.glob('*.csv')))
+
+
+def find_table(name):
+    """A points table by path, or by name among the kit's (staff/points/<name>.csv)."""
+    path = Path(name)
+    if not path.is_file() and (TABLES_DIR / f"{name}.csv").is_file():
+        path = TABLES_DIR / f"{name}.csv"
+    if not path.is_file():
+        raise UsageError(f"--sections {name}: no such points table (the kit's: {table_names()})")
     try:
-        if hidden and args.out is not None:
-            raise ValueError("--hidden DIR writes the hidden set into DIR; leave out --out")
-        if hidden and common.TESTS_DIR in (out.resolve(), *out.resolve().parents):
-            raise ValueError(f"--hidden {out}: keep the hidden set outside {common.TESTS_DIR}, "
-                             f"which students and submissions see")
-        reference = common.load_solution(args.reference)
-        fixtures.build_fixtures(out, reference, seed=args.seed, hidden=hidden)
+        return load_table(path)
     except ValueError as error:
-        print(f"./run.py make-fixtures: {error}", file=sys.stderr)
-        return 2
-    print(f"{'hidden' if hidden else 'public'} fixtures (seed {args.seed}) written to {out}")
-    return 0
+        raise UsageError(str(error)) from None
+
+
+def parse_size(text):
+    """'2G', '512M', '1.5GiB', '1000000' -> bytes."""
+    match = re.fullmatch(r'(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?', text.strip().lower())
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a size such as 2G or 512M")
+    number, unit, _ = match.groups()
+    return int(float(number) * 1024 ** 'bkmgt'.index(unit or 'b'))
 
 
 def main(argv):
+    """./run.py <staff command> ...: returns the exit status."""
+    from staff import fixtures, grader, kit, validate  # here: they import this module
     parser = argparse.ArgumentParser(prog='./run.py', description='Course-staff commands.')
     commands = parser.add_subparsers(dest='command', required=True, metavar='command')
-    make = commands.add_parser('make-fixtures', help='regenerate the fixture directories',
-                               description=fixtures.__doc__,
-                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    make.add_argument('--seed', type=int, default=fixtures.DEFAULT_SEED,
-                      help=f"the same seed gives byte-identical files; the default "
-                           f"{fixtures.DEFAULT_SEED} reproduces the committed public fixtures")
-    make.add_argument('--out', type=Path, metavar='DIR', help='where to write (default: tests/)')
-    make.add_argument('--hidden', type=Path, metavar='DIR',
-                      help="write the grader's hidden set into DIR instead (other random streams, "
-                           "grown shapes); DIR must be outside tests/")
-    grader.add_reference_argument(make)
-    make.set_defaults(run=make_fixtures)
-    check = commands.add_parser('check-fixtures', help='validate fixture directories')
-    validate.add_arguments(check)
-    check.set_defaults(run=validate.main)
-    student_kit = commands.add_parser('make-kit', help='write the student kit (a folder and a zip)')
-    kit.add_arguments(student_kit)
-    student_kit.set_defaults(run=kit.main)
-    grade = commands.add_parser('grade', help='grade submitted solution.py files in a sandbox')
-    grader.add_arguments(grade)
-    grade.set_defaults(run=grader.main)
+    for name, module, help_text in (
+            ('make-fixtures', fixtures, 'regenerate the fixture directories'),
+            ('check-fixtures', validate, 'validate fixture directories'),
+            ('make-kit', kit, 'write the student kit (a folder and a zip)'),
+            ('grade', grader, 'grade submitted solution.py files in a sandbox')):
+        command = commands.add_parser(name, help=help_text)
+        module.add_arguments(command)
+        command.set_defaults(run=module.main)
     args = parser.parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except USAGE_ERRORS as error:
+        print(f"./run.py {args.command}: {error}", file=sys.stderr)
+        return 2

@@ -178,7 +178,7 @@ class LocalEngine:
             self.running += 1
         try:
             return run_on_worker(task)
-        except Exception as error:  # a bug on this side: the section's verdict says so
+        except Exception as error:  # noqa: BLE001 (a bug here: the section's verdict says so)
             return SectionRun(failure=f"the section could not run ({type(error).__name__}: "
                                       f"{error})", worker=worker_name())
         finally:
@@ -239,7 +239,7 @@ class DaskHandle:
             if future.status == 'finished':
                 try:
                     run = future.result()
-                except Exception as error:  # the result could not be fetched
+                except Exception as error:  # noqa: BLE001 (the result could not be fetched)
                     run = SectionRun(failure=f"the result was lost ({type(error).__name__}: "
                                              f"{error})")
                 run.tries, run.log = self.tries + 1, self.log
@@ -342,7 +342,7 @@ class DaskEngine:
                     - states.count('memory') - states.count('erred')}
         try:
             return self.client.run_on_scheduler(count)
-        except Exception:  # the scheduler is busy or gone: counts are only for the progress bar
+        except Exception:  # noqa: BLE001 (scheduler busy or gone: only the progress bar's)
             return {'running': 0, 'queued': 0}
 
     def describe(self):
@@ -369,7 +369,8 @@ def slurm_problem():
     if not shutil.which('sbatch'):
         return "sbatch is not installed here (Slurm's client commands are needed)"
     try:
-        done = subprocess.run(['sinfo', '--noheader'], capture_output=True, text=True, timeout=20)
+        done = subprocess.run(['sinfo', '--noheader'], capture_output=True, text=True, timeout=20,
+                              check=False)
     except subprocess.TimeoutExpired:
         return "sinfo did not answer within 20 s"
     if done.returncode != 0:

@@ -10,6 +10,7 @@ The hidden set for the grader (build_fixtures(..., hidden=True)) comes from the
 same specs with other random streams and grown shapes (hidden_variant), so
 that replaying the public expected outputs fails.
 """
+import argparse
 import json
 import pickle
 import shutil
@@ -20,13 +21,15 @@ from pathlib import Path
 import numpy as np
 
 import common
-from staff.points import load_table, EXTENDED_TABLE
+from staff.cli import UsageError, add_reference_argument
+from staff.points import EXTENDED_TABLE, load_table
 
 DEFAULT_SEED = 1
 PICKLE_PROTOCOL = 4
 HIDDEN_STREAM = 1  # appended to the seed of every random stream of the hidden set
 GROWTH = 2  # hidden cases: every size above 1 grows by this much
-
+MNIST_TIME_LIMIT = 600  # seconds of training, the assignment's limits
+CIFAR_TIME_LIMIT = 3600
 
 # ============================ Input generators ==============================
 
@@ -84,7 +87,7 @@ def accept(expected, what, alternative):
     expected[what] = options + [np.asarray(alternative, dtype=np.float64)]
 
 
-def relu_subgradient_at_zero(case, expected):
+def relu_subgradient_at_zero(case, expected, reference):
     """At x == 0 the gradient of ReLU or LeakyReLU may take the slope on the left (0 or
     alpha, as the reference does) or the one on the right (1): accept both."""
     call = case['calls'][0]
@@ -92,14 +95,14 @@ def relu_subgradient_at_zero(case, expected):
                                              expected['grad_inputs']))
 
 
-BATCHNORM_EPS = 1e-5  # as BatchNormalization.build sets it
-
-
-def unbiased_running_var(case, expected):
+def unbiased_running_var(case, expected, reference):
     """The running variance may be updated with the unbiased batch variance (m / (m - 1)
     times the biased one): accept that reading for running_var after every call and for
-    the test-mode outputs, which use it. Computed here from the inputs, not by the reference."""
+    the test-mode outputs, which use it. Computed here from the inputs; only eps is the
+    reference's."""
     momentum = case['args']['momentum']
+    eps = common.build_for_check(reference.BatchNormalization(**case['args']),
+                                 case['input_shape']).eps
     gamma, beta = case['parameters']['gamma'], case['parameters']['beta']
     running_mean, running_var = np.zeros(len(gamma)), np.ones(len(gamma))
     for number, call in enumerate(case['calls'], 1):
@@ -110,7 +113,7 @@ def unbiased_running_var(case, expected):
             running_var = momentum * running_var + (1 - momentum) * x.var(axis=axes, ddof=1)
         else:
             normalized = ((x - running_mean.reshape(shape))
-                          / np.sqrt(running_var.reshape(shape) + BATCHNORM_EPS))
+                          / np.sqrt(running_var.reshape(shape) + eps))
             accept(expected, f"call {number}: outputs",
                    gamma.reshape(shape) * normalized + beta.reshape(shape))
         accept(expected, f"call {number}: running_var", running_var)
@@ -121,8 +124,19 @@ ALTERNATIVES = {rule.__name__: rule for rule in (relu_subgradient_at_zero, unbia
 
 # ================================ Case specs ================================
 
+class Spec:
+    """What every case spec may set: its kind (a common.CHECKS name), the quantities its
+    kind checks by property (no expected values), the ALTERNATIVES rules accepted, a hint
+    shown when it fails, and the fields holding shapes that the hidden set grows."""
+    kind = ''
+    by_property = ()
+    alternatives = ()
+    hint = ''
+    shape_fields = ()
+
+
 @dataclass
-class LayerCase:
+class LayerCase(Spec):
     """A layer called on random inputs of `shape` (batch first), then backward."""
     name: str
     layer: str
@@ -137,8 +151,7 @@ class LayerCase:
     shape_fields = ('shape',)
 
     def generate(self, rng, reference):
-        layer = getattr(reference, self.layer)(**self.args, input_shape=self.shape[1:])
-        layer.build(common.NoUpdates())
+        layer = common.build_for_check(getattr(reference, self.layer)(**self.args), self.shape[1:])
         case = {'layer': self.layer, 'args': self.args, 'input_shape': tuple(self.shape[1:]),
                 'parameters': {name: rng.normal(size=getattr(layer, name).shape)
                                for name in layer.parameter_names},
@@ -179,7 +192,7 @@ class Draw:
 
 
 @dataclass
-class FunctionCase:
+class FunctionCase(Spec):
     """A function called on positional args (Draw entries become random arrays).
 
     index_into: the result (k, i, j) is checked as x_padded[:, k, i, j] of an
@@ -191,7 +204,6 @@ class FunctionCase:
     index_into: Draw = None
     must_raise: bool = False
     kind = 'function'
-    shape_fields = ()
 
     def generate(self, rng, reference):
         case = {'function': self.function, 'must_raise': self.must_raise,
@@ -202,7 +214,7 @@ class FunctionCase:
 
 
 @dataclass
-class InitializationCase:
+class InitializationCase(Spec):
     """A freshly built layer's parameters against their distributions."""
     name: str
     layer: str
@@ -210,18 +222,16 @@ class InitializationCase:
     input_shape: tuple
     statistics: dict  # the std of a normal distribution follows from input_shape: kept as is
     kind = 'initialization'
-    shape_fields = ()
 
     def generate(self, rng, reference):
-        layer = getattr(reference, self.layer)(**self.args, input_shape=self.input_shape)
-        layer.build(common.NoUpdates())
+        layer = common.build_for_check(getattr(reference, self.layer)(**self.args), self.input_shape)
         return {'layer': self.layer, 'args': self.args, 'input_shape': self.input_shape,
                 'statistics': self.statistics,
                 'shapes': {name: getattr(layer, name).shape for name in self.statistics}}
 
 
 @dataclass
-class LossCase:
+class LossCase(Spec):
     """A loss and its gradient on one batch."""
     name: str
     loss: str
@@ -236,7 +246,7 @@ class LossCase:
 
 
 @dataclass
-class OptimizerCase:
+class OptimizerCase(Spec):
     """Updaters of several parameters stepped interleaved: A, B, A, B, ...
 
     shapes: {parameter name: shape}; gradients: the GENERATORS entry that
@@ -260,7 +270,7 @@ class OptimizerCase:
 
 
 @dataclass
-class TrainingCase:
+class TrainingCase(Spec):
     """Trains the student's model; passes above an accuracy bar within a time limit."""
     name: str
     function: str
@@ -269,7 +279,6 @@ class TrainingCase:
     min_accuracy: float
     time_limit: float
     kind = 'training'
-    shape_fields = ()
 
     def generate(self, rng, reference):
         return {'function': self.function, 'dataset': self.dataset, 'valid_size': self.valid_size,
@@ -285,7 +294,7 @@ DROPOUT_HINT = ("the assignment's dropout is not inverted: training keeps the ot
 
 
 @dataclass
-class Im2colCase:
+class Im2colCase(Spec):
     """get_im2col_indices, im2col or col2im for images of `shape` (n, C, H, W), kernel
     size K and padding P: a FunctionCase whose arguments follow from these three."""
     name: str
@@ -377,7 +386,7 @@ SPECS = {
     ],
     'mnist': [
         TrainingCase('MNIST test accuracy', 'train_mnist_model', 'mnist', valid_size=5000,
-                     min_accuracy=0.9, time_limit=600),
+                     min_accuracy=0.9, time_limit=MNIST_TIME_LIMIT),
     ],
     'im2col': [
         *[FunctionCase(f"determine_padding({K}, {mode!r})", 'determine_padding', (K, mode))
@@ -452,7 +461,7 @@ SPECS = {
     ],
     'cifar': [
         TrainingCase('CIFAR-10 test accuracy', 'train_cifar10_model', 'cifar10', valid_size=5000,
-                     min_accuracy=0.7, time_limit=3600),
+                     min_accuracy=0.7, time_limit=CIFAR_TIME_LIMIT),
     ],
     'leakyrelu': [
         LayerCase('batch of 1, alpha 0.1', 'LeakyReLU', (1, 6), args={'alpha': 0.1}),
@@ -488,24 +497,31 @@ SPECS = {
 
 # ================================= Building =================================
 
-REFERENCE_KINDS = ('layer', 'max_pooling', 'function', 'loss', 'optimizer')
-
-
-def expected_results(spec, case, reference):
+def reference_results(spec, case, reference):
     """The reference's results for a case, in float64, with accepted alternatives.
 
-    None for kinds checked without the reference; quantities in the spec's
-    by_property are left to the kind's verify.
+    Quantities in the spec's by_property are left to the kind's verify.
     """
-    if spec.kind not in REFERENCE_KINDS:
-        return None
-    run, _ = common.CHECKS[spec.kind]
-    results = run(reference, case)
+    results = common.CHECKS[spec.kind].run(reference, case)
     expected = {what: np.asarray(value, dtype=np.float64) for what, value in results.items()
-                if what not in getattr(spec, 'by_property', ())}
-    for rule in getattr(spec, 'alternatives', ()):
-        ALTERNATIVES[rule](case, expected)
+                if what not in spec.by_property}
+    for rule in spec.alternatives:
+        ALTERNATIVES[rule](case, expected, reference)
     return expected
+
+
+def checked_without_reference(spec, case, reference):
+    """No expected values: the kind's verify checks properties (any random mask passes),
+    distributions or a trained model's accuracy."""
+    return None
+
+
+EXPECTED_VALUES = {  # common.CHECKS kind: how the case's expected values are made
+    'layer': reference_results, 'max_pooling': reference_results,
+    'function': reference_results, 'loss': reference_results, 'optimizer': reference_results,
+    'dropout': checked_without_reference, 'initialization': checked_without_reference,
+    'training': checked_without_reference,
+}
 
 
 def directory_name(number, test):
@@ -556,9 +572,9 @@ def write_fixture(directory, section, test, specs, reference, rng):
     for number, spec in enumerate(specs):
         np.random.seed(0)
         case = spec.generate(rng, reference)
-        if getattr(spec, 'hint', ''):
+        if spec.hint:
             case['hint'] = spec.hint
-        expected = expected_results(spec, case, reference)
+        expected = EXPECTED_VALUES[spec.kind](spec, case, reference)
         if expected is not None:
             case['expected'] = expected
         file = f"case_{number:02d}.pkl"
@@ -572,3 +588,37 @@ def write_description(directory, section, test, entries):
     description = {'section': section.number, 'title': section.title, 'points': section.points,
                    'test': test, 'cases': entries}
     (directory / 'description.json').write_text(json.dumps(description, indent=2) + '\n')
+
+
+# =================================== CLI ====================================
+
+def add_arguments(parser):
+    parser.description = __doc__
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument('--seed', type=int, default=DEFAULT_SEED,
+                        help=f"the same seed gives byte-identical files; the default "
+                             f"{DEFAULT_SEED} reproduces the committed public fixtures")
+    parser.add_argument('--out', type=Path, metavar='DIR', help='where to write (default: tests/)')
+    parser.add_argument('--hidden', type=Path, metavar='DIR',
+                        help="write the grader's hidden set into DIR instead (other random "
+                             "streams, grown shapes); DIR must be outside tests/")
+    add_reference_argument(parser)
+
+
+def main(args):
+    """./run.py make-fixtures: the public fixtures into --out (default tests/), or the hidden
+    set into --hidden; returns the exit status."""
+    hidden = args.hidden is not None
+    out = args.hidden if hidden else args.out or common.TESTS_DIR
+    if hidden and args.out is not None:
+        raise UsageError("--hidden DIR writes the hidden set into DIR; leave out --out")
+    if hidden and common.TESTS_DIR in (out.resolve(), *out.resolve().parents):
+        raise UsageError(f"--hidden {out}: keep the hidden set outside {common.TESTS_DIR}, "
+                         f"which students and submissions see")
+    reference = common.load_solution(args.reference)
+    try:
+        build_fixtures(out, reference, seed=args.seed, hidden=hidden)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    print(f"{'hidden' if hidden else 'public'} fixtures (seed {args.seed}) written to {out}")
+    return 0

@@ -9,8 +9,7 @@ expected outputs, and sends back plain arrays. This process checks them with
 common.verify_case, the function ./run.py unittest uses, so the verdicts are
 the students' own; only the limits and the hidden cases differ. A section's
 points are awarded when every case of every one of its tests passes, the
-hidden set's too. Verdicts: passed, failed, not implemented, error, import
-failed, time limit, memory limit, not available.
+hidden set's too (common.section_passes). Verdicts: common.Verdict.
 """
 import argparse
 import csv
@@ -21,13 +20,13 @@ import math
 import os
 import pickle
 import py_compile
-import re
 import shutil
 import signal
 import sys
 import tempfile
 import time
 import tomllib
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
@@ -36,24 +35,25 @@ from pathlib import Path
 import numpy as np
 
 import common
+from common import Verdict
+from datasets import DATASETS, DataUnavailable, data_dir
 from staff import engines, journal, sandbox
+from staff.cli import UsageError, existing_file, find_table, parse_size, table_names
 from staff.engines import SectionRun, SectionTask
-from staff.points import STANDARD_TABLE, TABLES_DIR, Section, load_table
+from staff.fixtures import CIFAR_TIME_LIMIT, MNIST_TIME_LIMIT
+from staff.kit import KIT_MODULES
+from staff.points import STANDARD_TABLE, Section
 from staff.sandbox import GIB, MIB, Limits
 
-CHILD_VERDICTS = {'not implemented', 'failed', 'error', 'memory limit', 'not available'}
+CHILD_VERDICTS = {Verdict.NOT_IMPLEMENTED, Verdict.FAILED, Verdict.ERROR, Verdict.MEMORY_LIMIT,
+                  Verdict.NOT_AVAILABLE}  # what run_case may say of a case (and RAN)
 DEFAULT_LIMITS = Limits(wall=60, cpu=60, memory=2 * GIB, threads=1)
 TRAINING_MEMORY = 6 * GIB
 TRAINING_ALLOWANCE = 60  # seconds of wall time beyond the training limit: loading data, predicting
 CHANNEL_LIMIT = 256 * MIB
-KIT_FILES = ('interface.py', 'common.py', 'run.py')
 CHILD_SCRIPT = Path(__file__).resolve().with_name('child.py')
 HIDDEN = 'hidden: '  # prefix of the hidden cases' names
 HIDDEN_FAILURE = "the results differ from the expected ones (hidden cases show no values)"
-
-
-class UsageError(Exception):
-    """Bad command line: a missing file, an unknown section, a bad hidden set."""
 
 
 def cores():
@@ -78,20 +78,20 @@ class Plan:
         return [common.case_inputs(case) for _, _, case in self.cases]
 
 
-def fixture_cases(fixture, prefix='', skip_kind=None):
+def fixture_cases(fixture, prefix='', skip_training=False):
     return [(fixture.test, prefix + entry['name'], fixture.load_case(entry))
-            for entry in fixture.cases if entry['kind'] != skip_kind]
+            for entry in fixture.cases if not (skip_training and common.is_training(entry))]
 
 
 def dataset_problem(cases):
     """Why the datasets of these training cases cannot be loaded, or ''."""
     for case in cases:
-        loader = common.DATASETS.get(case['dataset'])
+        loader = DATASETS.get(case['dataset'])
         if loader is None:
             return f"the kit has no dataset '{case['dataset']}'"
         try:
             loader()
-        except common.DataUnavailable as error:
+        except DataUnavailable as error:
             return str(error)
     return ''
 
@@ -108,33 +108,6 @@ def select_sections(table, only):
                          f"names: {', '.join(sorted(known))}")
     return [section for section in table.sections
             if section.number in wanted or wanted & set(section.tests)]
-
-
-def find_table(name):
-    """A points table by path, or by name among the kit's (staff/points/<name>.csv)."""
-    path = Path(name)
-    if not path.is_file() and (TABLES_DIR / f"{name}.csv").is_file():
-        path = TABLES_DIR / f"{name}.csv"
-    if not path.is_file():
-        tables = ', '.join(sorted(table.stem for table in TABLES_DIR.glob('*.csv')))
-        raise UsageError(f"--sections {name}: no such points table (the kit's: {tables})")
-    try:
-        return load_table(path)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-
-
-def existing_file(text):
-    """An argparse type: the path of a file that exists."""
-    if not Path(text).is_file():
-        raise argparse.ArgumentTypeError(f"{text}: no such file")
-    return Path(text)
-
-
-def add_reference_argument(parser):
-    """--reference FILE, the reference solution.py, for the commands that build from it."""
-    parser.add_argument('--reference', type=existing_file, default=common.KIT_DIR / 'solution.py',
-                        metavar='FILE', help='the reference solution.py')
 
 
 # ============================ Isolation probing =============================
@@ -182,7 +155,7 @@ def bytecode(source, mtime_ns):
 
 def kit_files():
     """The kit's files a child's work directory copies: (name there, path here)."""
-    files = [(name, common.KIT_DIR / name) for name in KIT_FILES]
+    files = [(name, common.KIT_DIR / name) for name in KIT_MODULES]
     for fixture in common.find_fixtures().values():
         files += [(f"tests/{fixture.directory.name}/{path.name}", path)
                   for path in sorted(fixture.directory.iterdir()) if path.is_file()]
@@ -210,7 +183,7 @@ def work_directory(source, inputs):
         for name, source_path in kit_files():
             (stage / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source_path, stage / name)
-            if name in KIT_FILES:
+            if name in KIT_MODULES:
                 (stage / '__pycache__' / f"{source_path.stem}.{sys.implementation.cache_tag}.pyc"
                  ).write_bytes(bytecode(source_path, (stage / name).stat().st_mtime_ns))
         (stage / 'solution.py').write_bytes(source)
@@ -225,7 +198,7 @@ def child_environment(stage, threads):
     """A clean environment: no variables of the grader's, a fixed hash seed."""
     return {'PATH': '/usr/local/bin:/usr/bin:/bin', 'HOME': str(stage), 'TMPDIR': str(stage),
             'LANG': 'C.UTF-8', 'PYTHONHASHSEED': '0',
-            'NN_DATA_DIR': str(common.data_dir().resolve()),
+            'NN_DATA_DIR': str(data_dir().resolve()),
             **{name: str(threads) for name in ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS',
                                                'MKL_NUM_THREADS', 'BLIS_NUM_THREADS',
                                                'VECLIB_MAXIMUM_THREADS', 'NUMEXPR_NUM_THREADS')}}
@@ -245,7 +218,7 @@ def run_child(task, probe=False):
                    str(stage / '_grader_cases.pkl')]
         return sandbox.run(command, task.isolation, stage, task.limits,
                            child_environment(stage, task.limits.threads), CHANNEL_LIMIT,
-                           readable=[str(common.data_dir().resolve())])
+                           readable=[str(data_dir().resolve())])
 
 
 def run_task(task, worker):
@@ -274,7 +247,7 @@ class ChildReport:
     """What the child said: whether it imported the solution, and each case's results."""
     imported: bool = False
     import_failure: tuple = ()     # (one-line message, traceback)
-    results: dict = field(default_factory=dict)  # case index -> ('ok', {name: array}) or (verdict, message)
+    results: dict = field(default_factory=dict)  # index -> (RAN, {name: array}) or (Verdict, message)
     problem: str = ''              # why the rest of the channel was unreadable
 
 
@@ -304,13 +277,14 @@ def read_array(stream):
 
 
 def read_result(header, stream, case_count):
-    """(case index, ('ok', {name: value}) or (verdict, message)) of a result message."""
+    """(case index, (RAN, {name: value}) or (Verdict, message)) of a result message."""
     index = header.get('case')
     if type(index) is not int or not 0 <= index < case_count:
         raise ChannelError(f"case number {index!r}")
     verdict = header.get('verdict')
-    if verdict != 'ok':
-        return index, (verdict if verdict in CHILD_VERDICTS else 'error', text(header, 'message'))
+    if verdict != common.RAN:
+        verdict = Verdict(verdict) if verdict in CHILD_VERDICTS else Verdict.ERROR
+        return index, (verdict, text(header, 'message'))
     names, special = header.get('arrays'), header.get('special')
     if not (isinstance(names, list) and all(isinstance(name, str) for name in names)
             and isinstance(special, dict) and set(special.values()) <= {'none', 'object'}):
@@ -318,7 +292,7 @@ def read_result(header, stream, case_count):
     results = {name: read_array(stream) for name in names}
     results.update({name: None if kind == 'none' else np.empty(0, dtype=object)
                     for name, kind in special.items()})  # as_array refuses both, as locally
-    return index, ('ok', results)
+    return index, (common.RAN, results)
 
 
 def read_channel(data, case_count):
@@ -351,7 +325,7 @@ def read_channel(data, case_count):
 class SectionResult:
     """The verdict of one section."""
     section: Section
-    verdict: str
+    verdict: Verdict
     message: str = ''
     seconds: float = 0.0
     details: str = ''
@@ -362,7 +336,7 @@ class SectionResult:
 
     @property
     def awarded(self):
-        return self.section.points if self.verdict == 'passed' else 0.0
+        return self.section.points if self.verdict == Verdict.PASSED else 0.0
 
     def to_json(self):
         return {'section': self.section.number, 'title': self.section.title,
@@ -374,84 +348,119 @@ class SectionResult:
 
 
 def stop_reason(finished, limits, child, during):
-    """(verdict, message) for a child that ended before sending all its results."""
+    """(Verdict, message) for a child that ended before sending all its results."""
     if child.problem:
-        return 'error', child.problem
+        return Verdict.ERROR, child.problem
     if finished.timed_out:
-        return 'time limit', f"the {limits.wall:g} s wall-clock limit ran out {during}"
+        return Verdict.TIME_LIMIT, f"the {limits.wall:g} s wall-clock limit ran out {during}"
     if finished.signal == signal.SIGXCPU or (finished.signal == signal.SIGKILL and limits.cpu
                                              and finished.seconds >= limits.cpu):
-        return 'time limit', f"the {limits.cpu:g} s CPU time limit ran out {during}"
+        return Verdict.TIME_LIMIT, f"the {limits.cpu:g} s CPU time limit ran out {during}"
     if finished.signal == signal.SIGXFSZ:
-        return 'error', f"a file grew over the {limits.memory / GIB:g} GiB limit {during}"
+        return Verdict.ERROR, f"a file grew over the {limits.memory / GIB:g} GiB limit {during}"
     if finished.signal:
-        return 'error', f"the process was killed by {signal.Signals(finished.signal).name} {during}"
+        return (Verdict.ERROR,
+                f"the process was killed by {signal.Signals(finished.signal).name} {during}")
     if finished.channel_overflow:
-        return 'error', f"over {CHANNEL_LIMIT // MIB} MiB of results were sent {during}"
-    return 'error', f"the process exited with status {finished.exit_code} {during}"
+        return Verdict.ERROR, f"over {CHANNEL_LIMIT // MIB} MiB of results were sent {during}"
+    return Verdict.ERROR, f"the process exited with status {finished.exit_code} {during}"
 
 
 def judge_case(case, result, hidden):
     """(verdict, one-line message, full message) of one case from the child's result."""
     verdict, payload = result
-    if verdict == 'ok':
+    if verdict == common.RAN:
         try:
             verdict, message = common.verify_case(case, payload)
-        except Exception as error:  # results the check cannot read (a key missing, ...)
-            verdict, message = 'failed', f"malformed results ({type(error).__name__}: {error})"
+        except Exception as error:  # noqa: BLE001 (results the check cannot read: a key missing)
+            verdict = Verdict.FAILED
+            message = f"malformed results ({type(error).__name__}: {error})"
     else:
         message = payload
-    if hidden and verdict == 'failed':
+    if hidden and verdict == Verdict.FAILED:
         message = HIDDEN_FAILURE
     lines = message.strip().splitlines() or ['']
-    return verdict, lines[-1] if verdict == 'error' else lines[0], message
+    return verdict, lines[-1] if verdict == Verdict.ERROR else lines[0], message
 
 
 def judge_run(plan, run):
-    """The section's verdict from what its engine brought back."""
+    """The section's result from what its engine brought back."""
     if run.failure:
-        result = SectionResult(plan.section, 'error', run.failure)
+        result = SectionResult(plan.section, Verdict.ERROR, run.failure)
     else:
         result = judge(plan, read_channel(run.finished.channel, len(plan.cases)), run.finished)
     result.worker, result.tries = run.worker, run.tries
     return result
 
 
-def judge(plan, child, finished):
-    """The section's verdict: passed only when every case of every test passed."""
+def child_output(finished):
+    """What the child printed, with a note of what was dropped over the limit."""
     output = finished.output.decode(errors='replace')
     if finished.output_dropped:
         output += f"\n[{finished.output_dropped} more bytes of output discarded]"
-    done = dict(seconds=finished.seconds, output=output)
-    if not child.imported:
-        message, details = child.import_failure or (
-            stop_reason(finished, plan.limits, child, 'while importing solution.py')[1], '')
-        message = (message.strip().splitlines() or [''])[0]
-        return SectionResult(plan.section, 'import failed', message, details=details, **done)
+    return output
+
+
+def import_failed(plan, child, finished):
+    """The section's result when solution.py did not import in the child."""
+    message, details = child.import_failure or (
+        stop_reason(finished, plan.limits, child, 'while importing solution.py')[1], '')
+    message = (message.strip().splitlines() or [''])[0]
+    return SectionResult(plan.section, Verdict.IMPORT_FAILED, message, details=details)
+
+
+def walk_cases(plan, child, finished):
+    """({test: [(case name, verdict, message)]}, {(test, case name): full message}, stop).
+
+    The cases in order, judged from the child's results, up to the first one the
+    child sent none for: there the child stopped, and stop is stop_reason's
+    (verdict, message); None when every case has its result.
+    """
     outcomes = {test: [] for test in plan.section.tests}
-    full_messages, stopped = {}, None
+    full_messages = {}
     for index, (test, name, case) in enumerate(plan.cases):
         if index not in child.results:
-            stopped = stop_reason(finished, plan.limits, child, 'during this case')
-            outcomes[test].append((name, *stopped))
-            break
+            stop = stop_reason(finished, plan.limits, child, 'during this case')
+            outcomes[test].append((name, *stop))
+            return outcomes, full_messages, stop
         verdict, message, full_messages[test, name] = judge_case(
             case, child.results[index], name.startswith(HIDDEN))
         outcomes[test].append((name, verdict, message))
-    results = [common.Result(test, stopped[0], "not run: the section stopped before it")
-               if stopped and not cases else common.summarize(test, cases, 0.0)
-               for test, cases in outcomes.items()]
+    return outcomes, full_messages, None
+
+
+def test_results(outcomes, stop):
+    """The Result of each test; a test the child never reached gets the stop's verdict."""
+    return [common.Result(test, stop[0], "not run: the section stopped before it")
+            if stop and not cases else common.summarize(test, cases, 0.0)
+            for test, cases in outcomes.items()]
+
+
+def section_result(plan, results, outcomes, full_messages):
+    """The section's verdict from its tests' Results (common.section_passes): passed, or
+    the first bad test's verdict and message, with the full message of its first bad case."""
     verdicts = {result.test: result.verdict for result in results}
-    bad = [result for result in results if not result.passed]
-    if not bad:
+    if common.section_passes(results):
         notes = '; '.join(result.message for result in results if result.message)
-        return SectionResult(plan.section, 'passed', notes, test_verdicts=verdicts, **done)
-    first = bad[0]
-    first_case = next((name for name, verdict, _ in outcomes[first.test] if verdict != 'passed'), '')
+        return SectionResult(plan.section, Verdict.PASSED, notes, test_verdicts=verdicts)
+    first = next(result for result in results if not result.passed)
+    first_case = next((name for name, verdict, _ in outcomes[first.test]
+                       if verdict != Verdict.PASSED), '')
     details = '\n'.join([*first.details, full_messages.get((first.test, first_case), '')]).strip()
     prefix = f"{first.test}: " if len(results) > 1 else ''
     return SectionResult(plan.section, first.verdict, prefix + first.message, details=details,
-                         test_verdicts=verdicts, **done)
+                         test_verdicts=verdicts)
+
+
+def judge(plan, child, finished):
+    """The section's result: passed only when every case of every test passed."""
+    if child.imported:
+        outcomes, full_messages, stop = walk_cases(plan, child, finished)
+        result = section_result(plan, test_results(outcomes, stop), outcomes, full_messages)
+    else:
+        result = import_failed(plan, child, finished)
+    result.seconds, result.output = finished.seconds, child_output(finished)
+    return result
 
 
 # ================================= Reports ==================================
@@ -492,12 +501,12 @@ class Report:
         tests = []
         for result in self.sections:
             output = result.verdict + (f": {result.message}" if result.message else '')
-            if result.verdict in ('error', 'import failed') and result.details:
+            if result.verdict in (Verdict.ERROR, Verdict.IMPORT_FAILED) and result.details:
                 output += '\n\n' + result.details
             tests.append({'name': f"{result.section.number} {result.section.title}",
                           'number': result.section.number, 'score': result.awarded,
                           'max_score': result.section.points, 'output': output,
-                          'status': 'passed' if result.verdict == 'passed' else 'failed',
+                          'status': 'passed' if result.verdict == Verdict.PASSED else 'failed',
                           'visibility': 'visible'})
         return {'score': self.total, 'execution_time': round(self.seconds, 1),
                 'output': self.footer(), 'visibility': 'visible', 'tests': tests}
@@ -505,9 +514,9 @@ class Report:
     def non_passed(self):
         """'2.1.2 failed;3.7 not available': the verdicts other than passed."""
         if self.failure:
-            return 'error'
+            return Verdict.ERROR
         return ';'.join(f"{result.section.number} {result.verdict}" for result in self.sections
-                        if result.verdict != 'passed')
+                        if result.verdict != Verdict.PASSED)
 
     def footer(self):
         limits = '; '.join(f"{name}: {text}" for name, text in self.limits.items())
@@ -515,8 +524,9 @@ class Report:
         return f"isolation: {self.isolation}\nlimits: {limits}{engine}"
 
     def table(self):
-        lines = [f"{'section':8} {'title':22} {'points':>6} {'awarded':>7}  {'verdict':15} "
-                 f"{'time':>7}  worker"]
+        header = (f"{'section':8} {'title':22} {'points':>6} {'awarded':>7}  {'verdict':15} "
+                  f"{'time':>7}  worker")
+        lines = [header]
         for result in self.sections:
             lines.append(f"{result.section.number:8} {result.section.title[:22]:22} "
                          f"{result.section.points:6g} {result.awarded:7g}  {result.verdict:15} "
@@ -561,7 +571,7 @@ class Grader:
 
     def may_hide(self, path):
         """Whether hiding `path` from the child leaves it what it needs."""
-        needed = [Path(tempfile.gettempdir()).resolve(), common.data_dir().resolve(),
+        needed = [Path(tempfile.gettempdir()).resolve(), data_dir().resolve(),
                   *map(Path, sandbox.python_paths())]
         return not any(path == other or path in other.parents for other in needed)
 
@@ -578,12 +588,12 @@ class Grader:
                 return Plan(section, unavailable=f"the kit has no fixture directory for test "
                                                  f"'{test}' in {common.TESTS_DIR}")
             cases += fixture_cases(fixture)
-            if self.hidden is not None and any(e['kind'] != 'training' for e in fixture.cases):
+            if self.hidden is not None and not fixture.is_training:
                 if test not in self.hidden:
                     raise UsageError(f"--hidden: the hidden set has no fixture directory for "
                                      f"test '{test}'")
-                cases += fixture_cases(self.hidden[test], HIDDEN, skip_kind='training')
-        training = [case for _, _, case in cases if case['kind'] == 'training']
+                cases += fixture_cases(self.hidden[test], HIDDEN, skip_training=True)
+        training = [case for _, _, case in cases if common.is_training(case)]
         if not training:
             return Plan(section, cases, self.limits)
         if problem := dataset_problem(training):
@@ -621,7 +631,7 @@ class Grader:
     def failed_report(self, submission, error):
         """The report of a submission that broke the grader: 0 points, verdict error."""
         message = f"the grader failed on this submission ({type(error).__name__}: {error})"
-        return Report(str(submission), [SectionResult(plan.section, 'error', message)
+        return Report(str(submission), [SectionResult(plan.section, Verdict.ERROR, message)
                                         for plan in self.plans],
                       self.description, self.limit_descriptions(), failure=message)
 
@@ -673,7 +683,7 @@ class Batch:
                 return False
             try:
                 self.flight[student] = Submission(self.grader, self.engine, student, path)
-            except Exception as error:  # an unreadable file: a row with the verdict error
+            except Exception as error:  # noqa: BLE001 (an unreadable file: an error row)
                 self.finish(student, error=error, path=path)
         return True
 
@@ -683,7 +693,7 @@ class Batch:
         for student, entry in list(self.flight.items()):
             try:
                 arrived |= entry.collect()
-            except Exception as error:  # a result the grader could not judge
+            except Exception as error:
                 if self.strict:
                     raise
                 entry.cancel()
@@ -730,7 +740,7 @@ class Submission:
         self.results, self.handles = {}, {}
         for index, plan in enumerate(grader.plans):
             if plan.unavailable:
-                self.results[index] = SectionResult(plan.section, 'not available',
+                self.results[index] = SectionResult(plan.section, Verdict.NOT_AVAILABLE,
                                                     plan.unavailable)
             else:
                 self.handles[index] = engine.submit(
@@ -743,7 +753,7 @@ class Submission:
                 del self.handles[index]
                 self.results[index] = judge_run(self.grader.plans[index], handle.result())
                 arrived = True
-                if self.results[index].verdict == 'import failed':
+                if self.results[index].verdict == Verdict.IMPORT_FAILED:
                     self.share_import_failure(self.results[index])
         return arrived
 
@@ -753,7 +763,7 @@ class Submission:
             if handle.cancel():
                 del self.handles[index]
                 self.results[index] = SectionResult(
-                    self.grader.plans[index].section, 'import failed', failure.message,
+                    self.grader.plans[index].section, Verdict.IMPORT_FAILED, failure.message,
                     details=failure.details, worker=failure.worker, tries=failure.tries)
 
     def complete(self):
@@ -795,24 +805,45 @@ def csv_row(student, report):
             f"{report.total:g}", report.non_passed()]
 
 
-def write_csv(path, grader, reports):
+# The output formats: write(path, grader, reports, batch) with reports {student: Report};
+# batch is False for one submission given as a file. In a batch, json and csv are
+# written by staff/journal.py as each submission finishes.
+
+def write_json(path, grader, reports, batch=True):
+    """One submission: its report; a batch: {student: report}."""
+    data = ({student: report.to_json() for student, report in reports.items()} if batch
+            else next(iter(reports.values())).to_json())
+    Path(path).write_text(json.dumps(data, indent=2) + '\n')
+
+
+def write_gradescope(path, grader, reports, batch=False):
+    """Gradescope's results.json of the one submission."""
+    data = next(iter(reports.values())).to_gradescope()
+    Path(path).write_text(json.dumps(data, indent=2) + '\n')
+
+
+def write_csv(path, grader, reports, batch=True):
+    """A row per student: points per section, total, the verdicts other than passed."""
     with open(path, 'w', newline='') as file:
         writer = csv.writer(file)
         writer.writerow(csv_header(grader))
         writer.writerows(csv_row(student, report) for student, report in reports.items())
 
 
-def write_json(path, data):
-    Path(path).write_text(json.dumps(data, indent=2) + '\n')
+@dataclass(frozen=True)
+class OutputFormat:
+    """An --<name> FILE option: what it writes, and whether a batch can have it."""
+    write: Callable
+    help: str
+    batch: bool = True
 
 
-def parse_size(text):
-    """'2G', '512M', '1.5GiB', '1000000' -> bytes."""
-    match = re.fullmatch(r'(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?', text.strip().lower())
-    if not match:
-        raise argparse.ArgumentTypeError(f"{text!r}: give a size such as 2G or 512M")
-    number, unit, _ = match.groups()
-    return int(float(number) * 1024 ** 'bkmgt'.index(unit or 'b'))
+OUTPUT_FORMATS = {
+    'json': OutputFormat(write_json, 'write the grades as JSON'),
+    'gradescope': OutputFormat(write_gradescope,
+                               "write Gradescope's results.json (one submission only)", batch=False),
+    'csv': OutputFormat(write_csv, 'write a CSV: student, points per section, total, verdicts'),
+}
 
 
 def add_arguments(parser):
@@ -824,17 +855,13 @@ def add_arguments(parser):
                         help='a solution.py, or a directory of <student>.py or <student>/solution.py')
     parser.add_argument('--only', default='', metavar='NAMES',
                         help='comma-separated tests or section numbers: grade only their sections')
-    tables = ', '.join(sorted(table.stem for table in TABLES_DIR.glob('*.csv')))
     parser.add_argument('--sections', default=str(STANDARD_TABLE), metavar='FILE',
                         help=f"points table: a CSV file, or the name of one of the kit's "
-                             f"({tables}); default standard, the 15-point one")
+                             f"({table_names()}); default standard, the 15-point one")
     parser.add_argument('--hidden', type=Path, metavar='DIR',
                         help='also run the hidden fixture set in DIR (same layout as tests/)')
-    parser.add_argument('--json', type=Path, metavar='FILE', help='write the grades as JSON')
-    parser.add_argument('--gradescope', type=Path, metavar='FILE',
-                        help="write Gradescope's results.json (one submission only)")
-    parser.add_argument('--csv', type=Path, metavar='FILE',
-                        help='write a CSV: student, points per section, total, verdicts')
+    for name, output in OUTPUT_FORMATS.items():
+        parser.add_argument(f"--{name}", type=Path, metavar='FILE', help=output.help)
     parser.add_argument('--restart', action='store_true',
                         help='grade every submission again, dropping the results files\' rows')
     run = parser.add_argument_group('where the sections run')
@@ -870,7 +897,8 @@ def add_arguments(parser):
     training = parser.add_argument_group('limits of the training sections (mnist, cifar)')
     training.add_argument('--training-time', type=float, metavar='SECONDS',
                           help=f"wall-clock time (default: the assignment's training limit, "
-                               f"600 s or 3600 s, + {TRAINING_ALLOWANCE} s to load data and predict)")
+                               f"{MNIST_TIME_LIMIT} s or {CIFAR_TIME_LIMIT} s, + "
+                               f"{TRAINING_ALLOWANCE} s to load data and predict)")
     training.add_argument('--training-memory', type=parse_size, default=TRAINING_MEMORY,
                           metavar='SIZE', help='address space (default 6G)')
     training.add_argument('--training-threads', type=int,
@@ -927,16 +955,13 @@ def summary_line(student, report):
 def grade_one(grader, engine, args):
     try:
         report = grader.grade(args.submission, engine)
-    except Exception as error:  # the grader broke: say so, the exit status tells
+    except Exception as error:  # noqa: BLE001 (the grader broke: say so, the status tells)
         print(f"./run.py grade: grading failed: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
     print(report.table())
-    if args.json:
-        write_json(args.json, report.to_json())
-    if args.gradescope:
-        write_json(args.gradescope, report.to_gradescope())
-    if args.csv:
-        write_csv(args.csv, grader, {args.submission.stem: report})
+    for name, output in OUTPUT_FORMATS.items():
+        if getattr(args, name):
+            output.write(getattr(args, name), grader, {args.submission.stem: report}, batch=False)
     return 0
 
 
@@ -986,25 +1011,19 @@ def submission_key(student, path, digest):
 
 def main(args):
     """./run.py grade: returns the exit status."""
-    engine = None
+    target = args.submission
+    if target.is_dir():
+        submissions = find_submissions(target)
+        for name, output in OUTPUT_FORMATS.items():
+            if getattr(args, name) and not output.batch:
+                raise UsageError(f"--{name} takes one submission, not a directory")
+    elif not target.is_file():
+        raise UsageError(f"no submission at {target}: give a solution.py or a directory")
+    engine = open_engine(args)
     try:
-        target = args.submission
+        grader = make_grader(args, [target if target.is_dir() else target.parent], engine)
         if target.is_dir():
-            submissions = find_submissions(target)
-            if args.gradescope:
-                raise UsageError("--gradescope takes one submission, not a directory")
-        elif target.is_file():
-            submissions = None
-        else:
-            raise UsageError(f"no submission at {target}: give a solution.py or a directory")
-        engine = open_engine(args)
-        grader = make_grader(args, [target if submissions else target.parent], engine)
-        if submissions is None:
-            return grade_one(grader, engine, args)
-        return grade_batch(grader, engine, args, submissions)
-    except (UsageError, common.FixtureError) as error:
-        print(f"./run.py grade: {error}", file=sys.stderr)
-        return 2
+            return grade_batch(grader, engine, args, submissions)
+        return grade_one(grader, engine, args)
     finally:
-        if engine is not None:
-            engine.close()
+        engine.close()

@@ -12,7 +12,8 @@ code here")`, keeping the markers and all given code (signatures,
 docstrings, constructors). Sections outside the table are left out whole, so
 none of their code reaches the students.
 
-The kit holds the template, interface.py, common.py, run.py, requirements.txt,
+The kit holds the template, the kit's modules (KIT_MODULES), requirements.txt
+(written from STUDENT_REQUIREMENTS),
 MNIST (data/mnist/), the public fixture directories of the table's tests
 (numbered in the table's order, their descriptions carrying the table's
 points) and a README generated from the table. No reference code, hidden
@@ -24,26 +25,30 @@ import json
 import os
 import re
 import shutil
-import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import common
+import datasets
+from staff.cli import UsageError, add_reference_argument, find_table
 from staff.fixtures import directory_name, write_description
-from staff.grader import UsageError, add_reference_argument, find_table
 from staff.points import STANDARD_TABLE, TABLES_DIR, load_table
 
 OPEN = '# your code here \\/'
 CLOSE = '# your code here /\\'
 HEADER = re.compile(r'# =+ (?P<number>\d+(?:\.\d+)*) (?P<title>.*\S) =+')
-KIT_FILES = ('interface.py', 'common.py', 'run.py', 'requirements.txt')
+# The modules a student receives, beside solution.py; the grader copies them into its sandbox.
+KIT_MODULES = ('interface.py', 'common.py', 'datasets.py', 'gradcheck.py', 'pickles.py', 'run.py')
+# The student kit's requirements.txt: what the kit's modules import (and pytest, which
+# the original kit's instructions use). The repository's requirements.txt pins more.
+STUDENT_REQUIREMENTS = ('numpy>=1.24', 'pytest>=7', 'tqdm>=4.60', 'matplotlib>=3.5')
 EXECUTABLES = ('run.py',)
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed: the same kit gives the same zip
 
 
-class KitError(Exception):
+class KitError(UsageError):
     """The reference or the table cannot make a kit; the message names file and line."""
 
 
@@ -183,8 +188,8 @@ def size_text(size):
 
 def training_cases(fixtures):
     """{test: its training case} of the fixtures that train a model."""
-    return {test: fixture.load_case(entry) for test, fixture in fixtures.items()
-            for entry in fixture.cases if entry['kind'] == 'training'}
+    return {test: fixture.load_case(fixture.cases[0]) for test, fixture in fixtures.items()
+            if fixture.is_training}
 
 
 def command_lines(first_test, layer, trained):
@@ -228,8 +233,9 @@ def student_readme(table, written, fixtures, mnist_size):
 You write the parts of `solution.py` between the markers `# your code here \\/` and
 `# your code here /\\`. Until you do, each of them raises `NotImplementedError`, and its
 test says NOT IMPLEMENTED. The code outside the markers is given: keep it as it is.
-`interface.py` (the layers' framework), `common.py` and `run.py` are given too; read
-`interface.py` first.
+`interface.py` (the layers' framework), `common.py` (how a test checks your code),
+`run.py` and the helpers `datasets.py`, `gradcheck.py` and `pickles.py` are given too;
+read `interface.py` first, and `common.py` when a test fails.
 
 ## Set up
 
@@ -287,8 +293,8 @@ def copy_mnist(data_dir):
     """The four MNIST files (checked, downloaded if missing) into data_dir/mnist; their size."""
     target = data_dir / 'mnist'
     target.mkdir(parents=True)
-    for name, md5 in common.MNIST_FILES.items():
-        source = common.fetch(name, common.data_dir() / 'mnist', md5, common.MNIST_MIRRORS)
+    for name, md5 in datasets.MNIST_FILES.items():
+        source = datasets.fetch(name, datasets.data_dir() / 'mnist', md5, datasets.MNIST_MIRRORS)
         shutil.copyfile(source, target / name)
     return sum(path.stat().st_size for path in target.iterdir())
 
@@ -325,8 +331,9 @@ def make_kit(out_dir, table, reference=common.KIT_DIR / 'solution.py'):
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        for name in KIT_FILES:
+        for name in KIT_MODULES:
             shutil.copyfile(common.KIT_DIR / name, stage / name)
+        (stage / 'requirements.txt').write_text('\n'.join(STUDENT_REQUIREMENTS) + '\n')
         for name in EXECUTABLES:
             (stage / name).chmod(0o755)
         (stage / 'solution.py').write_text(template)
@@ -364,12 +371,8 @@ def add_arguments(parser):
 
 def main(args):
     """./run.py make-kit: returns the exit status."""
-    try:
-        table = find_table(args.sections)
-        zip_path = make_kit(args.out, table, args.reference)
-    except (UsageError, KitError, common.FixtureError, common.DataUnavailable) as error:
-        print(f"./run.py make-kit: {error}", file=sys.stderr)
-        return 2
+    table = find_table(args.sections)
+    zip_path = make_kit(args.out, table, args.reference)
     tests = len(table.numbered_tests())
     print(f"student kit written to {args.out}/ and {zip_path} "
           f"({size_text(zip_path.stat().st_size)}): {len(table.sections)} sections, "

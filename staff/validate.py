@@ -11,14 +11,15 @@ directory and each directory a table test.
 """
 import argparse
 import pickle
-import sys
 from pathlib import Path
 
 import numpy as np
 
 import common
+from datasets import DATASETS
+from pickles import FixtureError
+from staff.cli import UsageError, add_reference_argument, find_table
 from staff.fixtures import directory_name
-from staff.grader import UsageError, add_reference_argument, find_table
 from staff.points import EXTENDED_TABLE
 
 PLAIN = (str, int, float, bool, type(None), slice)
@@ -88,15 +89,22 @@ def check_loss_shapes(case):
 
 
 def check_training(case):
-    require(case['dataset'] in common.DATASETS, f"unknown dataset {case['dataset']!r}")
+    require(case['dataset'] in DATASETS, f"unknown dataset {case['dataset']!r}")
     require(isinstance(case['function'], str), "function: expected a name")
     require(0 < case['min_accuracy'] < 1, f"min_accuracy {case['min_accuracy']}: expected 0..1")
     require(case['time_limit'] > 0 and case['valid_size'] > 0, "time_limit and valid_size must be > 0")
 
 
-SHAPE_CHECKS = {'layer': check_layer_shapes, 'max_pooling': check_layer_shapes,
-                'dropout': check_layer_shapes, 'optimizer': check_optimizer_shapes,
-                'loss': check_loss_shapes, 'training': check_training}
+def no_shapes(case):
+    """Nothing to fit together: the arguments are checked by running the reference."""
+
+
+SHAPE_CHECKS = {  # common.CHECKS kind: the structural check of its cases
+    'layer': check_layer_shapes, 'max_pooling': check_layer_shapes,
+    'dropout': check_layer_shapes, 'optimizer': check_optimizer_shapes,
+    'loss': check_loss_shapes, 'training': check_training,
+    'function': no_shapes, 'initialization': no_shapes,
+}
 
 
 def check_expected(case):
@@ -113,21 +121,21 @@ def check_case(fixture, entry, reference):
         raise Invalid(f"unknown kind {entry.get('kind')!r}; known: {', '.join(common.CHECKS)}")
     try:
         case = fixture.load_case(entry)
-    except (common.FixtureError, pickle.UnpicklingError, EOFError, KeyError) as error:
+    except (FixtureError, pickle.UnpicklingError, EOFError, KeyError) as error:
         raise Invalid(f"does not load: {error}") from None
     check_values(case)
     try:
-        SHAPE_CHECKS.get(case['kind'], lambda case: None)(case)
+        SHAPE_CHECKS[case['kind']](case)
         check_expected(case)
     except (KeyError, TypeError, AttributeError) as error:
         raise Invalid(f"malformed {case['kind']} case ({type(error).__name__}: {error})") from None
-    if case['kind'] == 'training':
+    if common.is_training(case):
         require(hasattr(reference, case['function']), f"the reference has no {case['function']}")
         return True
     verdict, results = common.run_case(reference, case)
-    if verdict == 'ok':
+    if verdict == common.RAN:
         verdict, results = common.verify_case(case, results)
-    require(verdict == 'passed', f"the reference does not pass it: {verdict}: {results}")
+    require(verdict == common.Verdict.PASSED, f"the reference does not pass it: {verdict}: {results}")
     return False
 
 
@@ -160,7 +168,7 @@ def check_directory(directory, table, reference):
     for path in sorted(Path(directory).glob('*_unittest_*_input')):
         try:
             fixture = common.Fixture.load(path)
-        except common.FixtureError as error:
+        except FixtureError as error:
             problems.append(str(error))
             continue
         found.add(fixture.test)
@@ -200,13 +208,9 @@ def add_arguments(parser):
 
 def main(args):
     """./run.py check-fixtures: returns the exit status."""
-    try:
-        if not args.directory.is_dir():
-            raise UsageError(f"{args.directory}: no such directory")
-        table = find_table(args.sections)
-    except UsageError as error:
-        print(f"./run.py check-fixtures: {error}", file=sys.stderr)
-        return 2
+    if not args.directory.is_dir():
+        raise UsageError(f"{args.directory}: no such directory")
+    table = find_table(args.sections)
     reference = common.load_solution(args.reference, name='reference_for_check')
     problems, lines = check_directory(args.directory, table, reference)
     print('\n'.join(lines))

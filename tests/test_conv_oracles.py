@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 
 import common
+import gradcheck
 
 solution = common.load_solution(common.KIT_DIR / 'solution.py', name='reference_for_oracles')
 
 
 def built(layer, rng):
     """The layer built for tests, with random float64 parameters and float64 gradients."""
-    layer.build(common.NoUpdates())
+    common.build_for_check(layer, layer.input_shape)
     for name in layer.parameter_names:
         setattr(layer, name, rng.normal(size=getattr(layer, name).shape))
         setattr(layer, name + '_grad', np.zeros(getattr(layer, name).shape))
@@ -207,7 +208,7 @@ def test_float64_gradient_check(name):
     rng = np.random.default_rng(4)
     layer, shape = make_layer(name)
     layer = built(layer, rng)
-    errors = common.gradient_check(layer, rng.normal(size=shape))
+    errors = gradcheck.gradient_check(layer, rng.normal(size=shape))
     assert {what: error for what, (error, _) in errors.items() if error >= 1e-6} == {}
     assert set(errors) == {'inputs', *layer.parameter_names}
 
@@ -216,7 +217,7 @@ def test_float64_gradient_check(name):
 def test_float32_end_to_end(name):
     """float32 inputs and parameters give float32 outputs and input gradients."""
     layer, shape = make_layer(name)
-    layer.build(common.NoUpdates())
+    common.build_for_check(layer, shape[1:])
     outputs = layer(np.random.default_rng(5).normal(size=shape).astype(np.float32))
     grad_inputs = layer.backward(np.ones_like(outputs))
     assert (outputs.dtype, grad_inputs.dtype) == (np.float32, np.float32)

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import common
+import datasets
 
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
@@ -60,8 +61,8 @@ def server():
 def data(tmp_path, monkeypatch):
     """An empty data directory as NN_DATA_DIR; no real mirror is ever contacted."""
     monkeypatch.setenv('NN_DATA_DIR', str(tmp_path / 'data'))
-    monkeypatch.setattr(common, 'MNIST_MIRRORS', [])
-    monkeypatch.setattr(common, 'CIFAR10_MIRRORS', [])
+    monkeypatch.setattr(datasets, 'MNIST_MIRRORS', [])
+    monkeypatch.setattr(datasets, 'CIFAR10_MIRRORS', [])
     return tmp_path / 'data'
 
 
@@ -87,12 +88,12 @@ def small_mnist(seed):
     rng = np.random.default_rng(seed)
     arrays = [rng.integers(0, 256, (6, 28, 28)), rng.integers(0, 10, 6),
               rng.integers(0, 256, (3, 28, 28)), rng.integers(0, 10, 3)]
-    return {name: (array, idx_gz(array)) for name, array in zip(common.MNIST_FILES, arrays)}
+    return {name: (array, idx_gz(array)) for name, array in zip(datasets.MNIST_FILES, arrays)}
 
 
 def use_mnist(monkeypatch, mnist):
     """Makes the md5 table that of these files."""
-    monkeypatch.setattr(common, 'MNIST_FILES', {name: md5(body) for name, (_, body) in mnist.items()})
+    monkeypatch.setattr(datasets, 'MNIST_FILES', {name: md5(body) for name, (_, body) in mnist.items()})
 
 
 def write_mnist(directory, mnist):
@@ -110,9 +111,9 @@ def serve_mnist(server, monkeypatch, mnist):
 def test_mnist_downloads_from_the_first_mirror_that_has_it(server, monkeypatch, data, capsys):
     mnist = small_mnist(0)
     serve_mnist(server, monkeypatch, mnist)
-    monkeypatch.setattr(common, 'MNIST_MIRRORS', ['http://127.0.0.1:1/', server.url + 'gone/',
+    monkeypatch.setattr(datasets, 'MNIST_MIRRORS', ['http://127.0.0.1:1/', server.url + 'gone/',
                                                   server.url + 'mnist/'])
-    x_train, y_train, x_test, y_test = common.load_mnist()
+    x_train, y_train, x_test, y_test = datasets.load_mnist()
 
     (train, labels, test, test_labels) = [array for array, _ in mnist.values()]
     mean, std = train.mean(), train.std()
@@ -129,7 +130,7 @@ def test_mnist_uses_files_already_there_without_network(monkeypatch, data):
     mnist = small_mnist(1)
     write_mnist(data, mnist)
     use_mnist(monkeypatch, mnist)
-    raw = common.load_mnist_raw()
+    raw = datasets.load_mnist_raw()
     for loaded, (array, _) in zip(raw, mnist.values()):
         np.testing.assert_array_equal(loaded, array)
 
@@ -141,10 +142,10 @@ def test_nn_data_dir_switches_the_data_and_never_serves_a_stale_cache(monkeypatc
     for directory, mnist in (first, second, first):
         monkeypatch.setenv('NN_DATA_DIR', str(directory))
         use_mnist(monkeypatch, mnist)
-        assert common.data_dir() == directory
-        np.testing.assert_array_equal(common.load_mnist_raw()[0], mnist['train-images-idx3-ubyte.gz'][0])
+        assert datasets.data_dir() == directory
+        np.testing.assert_array_equal(datasets.load_mnist_raw()[0], mnist['train-images-idx3-ubyte.gz'][0])
     monkeypatch.delenv('NN_DATA_DIR')
-    assert common.data_dir() == common.KIT_DIR / 'data'
+    assert datasets.data_dir() == common.KIT_DIR / 'data'
 
 
 def test_corrupted_download_is_an_error_and_leaves_nothing(server, monkeypatch, data):
@@ -152,9 +153,9 @@ def test_corrupted_download_is_an_error_and_leaves_nothing(server, monkeypatch, 
     serve_mnist(server, monkeypatch, mnist)
     name = 'train-labels-idx1-ubyte.gz'
     server.files['/mnist/' + name] = mnist[name][1][:-3] + b'bad'
-    monkeypatch.setattr(common, 'MNIST_MIRRORS', [server.url + 'mnist/'])
-    with pytest.raises(common.DataUnavailable, match='checksum mismatch') as error:
-        common.load_mnist()
+    monkeypatch.setattr(datasets, 'MNIST_MIRRORS', [server.url + 'mnist/'])
+    with pytest.raises(datasets.DataUnavailable, match='checksum mismatch') as error:
+        datasets.load_mnist()
     assert '\n' not in str(error.value) and name in str(error.value)
     assert files_in(data) == ['mnist/train-images-idx3-ubyte.gz']  # the good file before it
 
@@ -162,8 +163,8 @@ def test_corrupted_download_is_an_error_and_leaves_nothing(server, monkeypatch, 
 def test_truncated_download_is_an_error_and_leaves_nothing(server, data):
     body = idx_gz(np.arange(100))
     server.files['/x.gz'], server.claimed['/x.gz'] = body[:50], len(body)
-    with pytest.raises(common.DataUnavailable, match='connection closed after 50 of'):
-        common.fetch('x.gz', data, md5(body), [server.url])
+    with pytest.raises(datasets.DataUnavailable, match='connection closed after 50 of'):
+        datasets.fetch('x.gz', data, md5(body), [server.url])
     assert files_in(data) == []
 
 
@@ -174,16 +175,16 @@ def test_interrupted_download_leaves_nothing(server, monkeypatch, data):
     def interrupt(*args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(common, 'show_progress', interrupt)
+    monkeypatch.setattr(datasets, 'show_progress', interrupt)
     with pytest.raises(KeyboardInterrupt):
-        common.fetch('x.gz', data, md5(body), [server.url])
+        datasets.fetch('x.gz', data, md5(body), [server.url])
     assert files_in(data) == []
 
 
 def test_file_missing_on_every_mirror_says_what_to_put_where(server, monkeypatch, data):
-    monkeypatch.setattr(common, 'MNIST_MIRRORS', [server.url + 'a/', server.url + 'b/'])
-    with pytest.raises(common.DataUnavailable) as error:
-        common.load_mnist()
+    monkeypatch.setattr(datasets, 'MNIST_MIRRORS', [server.url + 'a/', server.url + 'b/'])
+    with pytest.raises(datasets.DataUnavailable) as error:
+        datasets.load_mnist()
     message = str(error.value)
     assert '\n' not in message
     assert f"{data / 'mnist' / 'train-images-idx3-ubyte.gz'} is missing" in message
@@ -196,8 +197,8 @@ def test_a_corrupted_local_file_is_reported_not_used(monkeypatch, data):
     use_mnist(monkeypatch, small_mnist(5))
     (data / 'mnist').mkdir(parents=True)
     (data / 'mnist' / 'train-images-idx3-ubyte.gz').write_bytes(b'not the file')
-    with pytest.raises(common.DataUnavailable, match='is corrupted .*delete it'):
-        common.load_mnist()
+    with pytest.raises(datasets.DataUnavailable, match='is corrupted .*delete it'):
+        datasets.load_mnist()
 
 
 @pytest.mark.parametrize('body', [b'not gzip at all', gzip.compress(b'\0\0\x08\x01\0\0\0\x09abc'),
@@ -206,18 +207,18 @@ def test_a_corrupted_local_file_is_reported_not_used(monkeypatch, data):
 def test_read_idx_rejects_malformed_files(tmp_path, body):
     path = tmp_path / 'bad.gz'
     path.write_bytes(body)
-    with pytest.raises(common.DataUnavailable, match='bad.gz is not a'):
-        common.read_idx(path)
+    with pytest.raises(datasets.DataUnavailable, match='bad.gz is not a'):
+        datasets.read_idx(path)
 
 
 def test_real_mnist_files(monkeypatch):
     monkeypatch.setenv('NN_DATA_DIR', str(common.KIT_DIR / 'data'))
-    train_images, train_labels, test_images, test_labels = common.load_mnist_raw()
+    train_images, train_labels, test_images, test_labels = datasets.load_mnist_raw()
     assert train_images.shape == (60000, 28, 28) and test_images.shape == (10000, 28, 28)
     assert np.bincount(train_labels).tolist() == MNIST_TRAIN_COUNTS
     assert np.bincount(test_labels).tolist() == MNIST_TEST_COUNTS
 
-    x_train, y_train, x_test, y_test = common.load_mnist()
+    x_train, y_train, x_test, y_test = datasets.load_mnist()
     assert x_train.shape == (60000, 784) and x_test.shape == (10000, 784)
     assert x_train.dtype == x_test.dtype == np.float32
     assert abs(x_train.mean(dtype=np.float64)) < 1e-5
@@ -259,7 +260,7 @@ def small_cifar(seed, per_batch=4):
     low, high = np.array([0, 100, 150])[:, None, None], np.array([100, 200, 256])[:, None, None]
     return {name: (rng.integers(low, high, (per_batch, 3, 32, 32)).astype(np.uint8),
                    rng.integers(0, 10, per_batch).tolist())
-            for name in common.CIFAR10_BATCHES}
+            for name in datasets.CIFAR10_BATCHES}
 
 
 def tar_gz(members):
@@ -288,8 +289,8 @@ def cifar_members(cifar):
 
 def serve_cifar(server, monkeypatch, archive):
     server.files['/kriz/cifar-10-python.tar.gz'] = archive
-    monkeypatch.setitem(common.CIFAR10_FILES, common.CIFAR10_ARCHIVE, md5(archive))
-    monkeypatch.setattr(common, 'CIFAR10_MIRRORS', [server.url + 'gone/', server.url + 'kriz/'])
+    monkeypatch.setitem(datasets.CIFAR10_FILES, datasets.CIFAR10_ARCHIVE, md5(archive))
+    monkeypatch.setattr(datasets, 'CIFAR10_MIRRORS', [server.url + 'gone/', server.url + 'kriz/'])
 
 
 def cifar_sets(cifar):
@@ -310,7 +311,7 @@ def expected_cifar(cifar):
 def test_cifar10_downloads_extracts_and_normalizes_per_channel(server, monkeypatch, data):
     cifar = small_cifar(0)
     serve_cifar(server, monkeypatch, tar_gz(cifar_members(cifar)))
-    x_train, y_train, x_test, y_test = common.DATASETS['cifar10']()
+    x_train, y_train, x_test, y_test = datasets.DATASETS['cifar10']()
 
     assert x_train.shape == (20, 3, 32, 32) and x_test.shape == (4, 3, 32, 32)
     assert y_train.shape == (20, 10) and y_test.shape == (4, 10)
@@ -329,14 +330,14 @@ def test_cifar10_reads_an_extracted_folder_without_network(data):
     (data / 'cifar-10-batches-py').mkdir(parents=True)
     for name, batch in cifar.items():
         (data / 'cifar-10-batches-py' / name).write_bytes(cifar_batch_pickle(*batch))
-    for loaded, made in zip(common.load_cifar10_raw(), cifar_sets(cifar)):
+    for loaded, made in zip(datasets.load_cifar10_raw(), cifar_sets(cifar)):
         np.testing.assert_array_equal(loaded, made)
 
 
 def test_cifar10_missing_everywhere_says_what_to_put_where(server, monkeypatch, data):
-    monkeypatch.setattr(common, 'CIFAR10_MIRRORS', [server.url])
-    with pytest.raises(common.DataUnavailable) as error:
-        common.load_cifar10()
+    monkeypatch.setattr(datasets, 'CIFAR10_MIRRORS', [server.url])
+    with pytest.raises(datasets.DataUnavailable) as error:
+        datasets.load_cifar10()
     message = str(error.value)
     assert '\n' not in message and '404' in message
     assert f"{data / 'cifar-10-python.tar.gz'} is missing" in message
@@ -348,9 +349,9 @@ def test_cifar10_missing_everywhere_says_what_to_put_where(server, monkeypatch, 
 
 def test_cifar10_checksum_mismatch_leaves_nothing(server, monkeypatch, data):
     serve_cifar(server, monkeypatch, tar_gz(cifar_members(small_cifar(2, per_batch=1))))
-    monkeypatch.setitem(common.CIFAR10_FILES, common.CIFAR10_ARCHIVE, '0' * 32)
-    with pytest.raises(common.DataUnavailable, match='checksum mismatch'):
-        common.load_cifar10()
+    monkeypatch.setitem(datasets.CIFAR10_FILES, datasets.CIFAR10_ARCHIVE, '0' * 32)
+    with pytest.raises(datasets.DataUnavailable, match='checksum mismatch'):
+        datasets.load_cifar10()
     assert files_in(data) == []
 
 
@@ -367,8 +368,8 @@ def test_cifar10_refuses_archives_that_escape_the_folder(server, monkeypatch, da
     outside.mkdir()
     serve_cifar(server, monkeypatch, tar_gz(cifar_members(small_cifar(3, per_batch=1)) +
                                             [bad(outside)]))
-    with pytest.raises(common.DataUnavailable, match='refusing to extract'):
-        common.load_cifar10()
+    with pytest.raises(datasets.DataUnavailable, match='refusing to extract'):
+        datasets.load_cifar10()
     assert not (tmp_path / 'escaped').exists() and list(outside.iterdir()) == []
     assert [path.name for path in data.iterdir()] == ['cifar-10-python.tar.gz']
 
@@ -384,30 +385,30 @@ def binary_batches(cifar):
 def test_cifar10_reads_the_binary_version_checking_each_file(monkeypatch, data):
     cifar = small_cifar(6, per_batch=2)
     bodies = binary_batches(cifar)
-    monkeypatch.setattr(common, 'CIFAR10_BINARY_FILES',
+    monkeypatch.setattr(datasets, 'CIFAR10_BINARY_FILES',
                         {name: md5(body) for name, body in bodies.items()})
     folder = data / 'cifar-10-batches-bin'
     folder.mkdir(parents=True)
     for name, body in bodies.items():
         (folder / name).write_bytes(body)
-    for loaded, made in zip(common.load_cifar10_raw(), cifar_sets(cifar)):
+    for loaded, made in zip(datasets.load_cifar10_raw(), cifar_sets(cifar)):
         np.testing.assert_array_equal(loaded, made)
 
-    common.read_cifar10.cache_clear()
+    datasets.read_cifar10.cache_clear()
     (folder / 'data_batch_4.bin').write_bytes(bodies['data_batch_4.bin'][:-1])
-    with pytest.raises(common.DataUnavailable, match=r'data_batch_4.bin is corrupted \(its md5'):
-        common.load_cifar10()
+    with pytest.raises(datasets.DataUnavailable, match=r'data_batch_4.bin is corrupted \(its md5'):
+        datasets.load_cifar10()
     (folder / 'data_batch_4.bin').unlink()
-    with pytest.raises(common.DataUnavailable, match='has no file data_batch_4.bin: put all six'):
-        common.load_cifar10()
+    with pytest.raises(datasets.DataUnavailable, match='has no file data_batch_4.bin: put all six'):
+        datasets.load_cifar10()
 
 
 def test_cifar10_incomplete_folder_names_the_missing_batch(data):
     (data / 'cifar-10-batches-py').mkdir(parents=True)
     (data / 'cifar-10-batches-py' / 'data_batch_1').write_bytes(
         cifar_batch_pickle(*small_cifar(4, per_batch=1)['data_batch_1']))
-    with pytest.raises(common.DataUnavailable, match='has no file data_batch_2: delete the folder'):
-        common.load_cifar10()
+    with pytest.raises(datasets.DataUnavailable, match='has no file data_batch_2: delete the folder'):
+        datasets.load_cifar10()
 
 
 class Evil:
@@ -430,6 +431,6 @@ def test_cifar10_rejects_malformed_batches(data, body, capsys):
     for name, batch in cifar.items():
         (data / 'cifar-10-batches-py' / name).write_bytes(cifar_batch_pickle(*batch))
     (data / 'cifar-10-batches-py' / 'data_batch_3').write_bytes(body)
-    with pytest.raises(common.DataUnavailable, match='data_batch_3 is not a CIFAR-10 batch'):
-        common.load_cifar10()
+    with pytest.raises(datasets.DataUnavailable, match='data_batch_3 is not a CIFAR-10 batch'):
+        datasets.load_cifar10()
     assert 'pwned' not in capsys.readouterr().out

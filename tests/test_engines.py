@@ -9,7 +9,6 @@ import csv
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -18,10 +17,17 @@ import time
 from pathlib import Path
 
 import pytest
+from test_grader import (
+    ALL_NAMES,
+    HOSTILE,
+    QUICK_SECTIONS,
+    REFERENCE,
+    listening,
+    write_corpus,
+)
 
 import common
 from staff import engines, grader
-from test_grader import ALL_NAMES, HOSTILE, QUICK_SECTIONS, REFERENCE, listening, write_corpus
 
 RUN = [sys.executable, str(common.KIT_DIR / 'run.py'), 'grade']
 # The sections the hostile corpus aims at, and one more.
@@ -33,7 +39,7 @@ SLOW_IMPORT = "\n\nimport time\ntime.sleep({seconds})\n"  # every section takes 
 
 def grade(*args, timeout=600):
     return subprocess.run([*RUN, *map(str, args)], capture_output=True, text=True,
-                          cwd=common.KIT_DIR, timeout=timeout)
+                          cwd=common.KIT_DIR, timeout=timeout, check=False)
 
 
 def json_rows(path):
@@ -65,7 +71,7 @@ def corpus_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp('engines')
     names = [name for name in ALL_NAMES if name in HOSTILE or name in
              ('reference', 'blank', 'mutant_dense')]
-    with listening() as (port, connections):
+    with listening() as (port, _):
         yield write_corpus(root / 'submissions', root, root, port, names), root
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import common
+import pickles
 from staff import fixtures
 
 
@@ -51,13 +52,13 @@ class Payload:
 def test_restricted_unpickler_refuses_arbitrary_objects(tmp_path):
     path = tmp_path / 'evil.pkl'
     path.write_bytes(pickle.dumps({'inputs': Payload()}))
-    with pytest.raises(common.FixtureError, match='refusing to load builtins.print'):
-        common.load_pickle(path)
+    with pytest.raises(pickles.FixtureError, match='refusing to load builtins.print'):
+        pickles.load_pickle(path)
 
 
 def test_broken_description_is_a_clear_error(tmp_path):
     directory = tmp_path / '00_unittest_relu_input'
     directory.mkdir()
     (directory / 'description.json').write_text('{"section": "2.1.1"}')
-    with pytest.raises(common.FixtureError, match='bad description.json'):
+    with pytest.raises(pickles.FixtureError, match='bad description.json'):
         common.find_fixtures(tmp_path)

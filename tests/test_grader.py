@@ -19,9 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from mutants import MUTANTS
 
 import common
-from mutants import MUTANTS
+import datasets
 from staff import engines, fixtures, grader
 from staff.kit import make_template
 from staff.points import load_table
@@ -32,8 +33,7 @@ SNIPPETS = Path(__file__).resolve().parent / 'submissions'
 TABLE = load_table()
 PUBLIC = common.find_fixtures()
 QUICK_SECTIONS = [section for section in TABLE.sections  # those with fixtures, no training
-                  if all(test in PUBLIC and all(entry['kind'] != 'training'
-                                                for entry in PUBLIC[test].cases)
+                  if all(test in PUBLIC and not PUBLIC[test].is_training
                          for test in section.tests)]
 QUICK_TESTS = [test for section in QUICK_SECTIONS for test in section.tests]
 FAST = Limits(wall=5, cpu=5, memory=2 * GIB, threads=1)
@@ -405,10 +405,10 @@ def test_training_limits_default_to_the_assignments():
 
 def test_missing_cifar_data_is_not_available(tmp_path, monkeypatch):
     monkeypatch.setenv('NN_DATA_DIR', str(tmp_path))
-    monkeypatch.setattr(common, 'CIFAR10_MIRRORS', ['http://127.0.0.1:9/'])
+    monkeypatch.setattr(datasets, 'CIFAR10_MIRRORS', ['http://127.0.0.1:9/'])
     report = grader.Grader(TABLE, 'cifar').grade(REFERENCE)
     assert verdicts(report) == {'3.7': 'not available'}
-    assert common.CIFAR10_ARCHIVE in report.sections[0].message
+    assert datasets.CIFAR10_ARCHIVE in report.sections[0].message
     assert report.total == 0 and report.max_total == 2.0
 
 

@@ -13,12 +13,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_data import cifar_batch_pickle, small_cifar
 
 import common
+import datasets
+import pickles
 from staff import kit, validate
 from staff.fixtures import GROWTH, directory_name
 from staff.points import EXTENDED_TABLE, STANDARD_TABLE, TABLES_DIR, load_table
-from test_data import cifar_batch_pickle, small_cifar
 
 REFERENCE = common.KIT_DIR / 'solution.py'
 MNIST_TABLE = TABLES_DIR / 'mnist.csv'
@@ -56,9 +58,9 @@ def data_with_small_cifar(tmp_path_factory):
     """A data directory with the real MNIST and a tiny CIFAR-10 of the real format."""
     data = tmp_path_factory.mktemp('data')
     (data / 'mnist').symlink_to(common.KIT_DIR / 'data' / 'mnist')
-    (data / common.CIFAR10_FOLDER).mkdir()
+    (data / datasets.CIFAR10_FOLDER).mkdir()
     for name, batch in small_cifar(0, per_batch=2).items():
-        (data / common.CIFAR10_FOLDER / name).write_bytes(cifar_batch_pickle(*batch))
+        (data / datasets.CIFAR10_FOLDER / name).write_bytes(cifar_batch_pickle(*batch))
     return data
 
 
@@ -111,14 +113,24 @@ def test_standard_kit_holds_the_student_files_only(kits):
     assert fixture_dirs == [directory_name(number, test) for number, (_, test)
                             in enumerate(load_table(STANDARD_TABLE).numbered_tests())]
     top = sorted(name for name in files if not name.startswith(('tests/', 'data/')))
-    assert top == ['README.md', 'common.py', 'interface.py', 'requirements.txt', 'run.py', 'solution.py']
+    assert top == sorted(['README.md', *kit.KIT_MODULES, 'requirements.txt', 'solution.py'])
     assert sorted(name for name in files if name.startswith('data/')) == sorted(
-        f'data/mnist/{name}' for name in common.MNIST_FILES)
-    for name in ('interface.py', 'common.py', 'run.py', 'requirements.txt'):
+        f'data/mnist/{name}' for name in datasets.MNIST_FILES)
+    for name in kit.KIT_MODULES:
         assert files[name] == (common.KIT_DIR / name).read_bytes()
     assert os.access(kits['standard'] / 'run.py', os.X_OK)
     for name in (n for n in files if n.startswith('tests/') and n.endswith('.pkl')):
         assert files[name] == (common.TESTS_DIR / name[len('tests/'):]).read_bytes()
+
+
+def test_kit_requirements_are_the_students_short_list(kits):
+    lines = tree(kits['standard'])['requirements.txt'].decode().splitlines()
+    assert [line.split('>=')[0] for line in lines] == ['numpy', 'pytest', 'tqdm', 'matplotlib']
+
+
+def test_kit_modules_are_every_top_level_module_but_the_solution():
+    modules = {path.name for path in common.KIT_DIR.glob('*.py')} - {'solution.py'}
+    assert set(kit.KIT_MODULES) == modules
 
 
 def test_kit_zip_holds_the_same_files_and_is_reproducible(kits, tmp_path):
@@ -378,7 +390,7 @@ def test_check_fixtures_passes_the_public_fixtures_and_says_what_it_did_not_trai
 
 def rewrite_case(directory, number, change):
     path = directory / f'case_{number:02d}.pkl'
-    case = common.load_pickle(path)
+    case = pickles.load_pickle(path)
     change(case)
     path.write_bytes(pickle.dumps(case, protocol=4))
 
@@ -483,7 +495,7 @@ TOY_TABLE_LINE = '4.4,Tanh,0.5,tanh\n'
 def test_adding_a_section_by_the_readme_steps(tmp_path):
     repo = tmp_path / 'repo'
     repo.mkdir()
-    for name in ('interface.py', 'common.py', 'run.py', 'solution.py', 'requirements.txt'):
+    for name in (*kit.KIT_MODULES, 'solution.py', 'requirements.txt'):
         shutil.copy2(common.KIT_DIR / name, repo / name)
     shutil.copytree(common.KIT_DIR / 'staff', repo / 'staff', ignore=shutil.ignore_patterns('__pycache__'))
     for fixture in common.find_fixtures().values():

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from interface import Layer, Model, he_initializer
 import solution
+from interface import Layer, Model, he_initializer
 
 
 class Scale(Layer):

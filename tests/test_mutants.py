@@ -1,13 +1,13 @@
 """Tests of the tests: each plausible bug fails exactly its own unit test,
 and each other correct reading of the assignment passes them all."""
 import pytest
+from mutants import MUTANTS, VARIANTS
 
 import common
-from mutants import MUTANTS, VARIANTS
 
 REFERENCE = common.KIT_DIR / 'solution.py'
 QUICK_FIXTURES = {name: fixture for name, fixture in common.find_fixtures().items()
-                  if all(entry['kind'] != 'training' for entry in fixture.cases)}
+                  if not fixture.is_training}
 
 
 def failing_tests(edit, tmp_path):

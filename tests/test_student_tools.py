@@ -8,12 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from mutants import MUTANTS
 
 import common
+import datasets
 import run
 import solution
 from interface import Layer, Model
-from mutants import MUTANTS
 
 REFERENCE = common.KIT_DIR / 'solution.py'
 
@@ -414,13 +415,13 @@ def test_epoch_limit_caps_the_epochs_of_every_fit_call(monkeypatch):
 @lru_cache(maxsize=1)
 def small_mnist():
     """1000 training and 5000 validation images (the unit test's split), 500 test images."""
-    x_train, y_train, x_test, y_test = common.load_mnist()
+    x_train, y_train, x_test, y_test = datasets.load_mnist()
     return x_train[:6000], y_train[:6000], x_test[:500], y_test[:500]
 
 
 @pytest.fixture
 def mnist_subset(monkeypatch):
-    monkeypatch.setitem(common.DATASETS, 'mnist', small_mnist)
+    monkeypatch.setitem(datasets.DATASETS, 'mnist', small_mnist)
 
 
 def test_train_caps_the_epochs_reports_accuracy_and_saves(cli, mnist_subset, tmp_path):
@@ -447,7 +448,7 @@ def test_train_plots_the_curves(cli, mnist_subset, tmp_path):
 def test_train_without_matplotlib_says_so_before_training(cli, monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, 'matplotlib', None)
     monkeypatch.setitem(sys.modules, 'matplotlib.figure', None)
-    monkeypatch.setitem(common.DATASETS, 'mnist', lambda: pytest.fail('training started'))
+    monkeypatch.setitem(datasets.DATASETS, 'mnist', lambda: pytest.fail('training started'))
     status, out, err = cli('train', 'mnist', '--plot', tmp_path / 'curves.png')
     assert status == 2 and out == ''
     assert err.strip() == ('--plot needs matplotlib, which is not installed: pip install matplotlib '
@@ -460,7 +461,7 @@ def test_train_without_matplotlib_says_so_before_training(cli, monkeypatch, tmp_
     (['mnist', '--epochs', '0'], '--epochs 0: give at least 1'),
 ])
 def test_train_usage_errors_come_before_training(cli, monkeypatch, argv, message):
-    monkeypatch.setitem(common.DATASETS, 'mnist', lambda: pytest.fail('training started'))
+    monkeypatch.setitem(datasets.DATASETS, 'mnist', lambda: pytest.fail('training started'))
     status, out, err = cli('train', *argv)
     assert status == 2 and out == '' and message in err and len(err.strip().splitlines()) == 1
 

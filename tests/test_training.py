@@ -2,6 +2,7 @@
 import pytest
 
 import common
+import datasets
 
 pytestmark = pytest.mark.training
 
@@ -20,8 +21,8 @@ def test_reference_mnist_model_passes_the_mnist_test():
 
 def test_reference_cifar_model_passes_the_cifar_test():
     try:
-        common.load_cifar10()
-    except common.DataUnavailable as error:
+        datasets.load_cifar10()
+    except datasets.DataUnavailable as error:
         pytest.skip(f"CIFAR-10 is not available here, nothing trained: {error}")
     result = reference_result('cifar')
     assert result.verdict == 'passed', result.message
