@@ -347,7 +347,8 @@ class DaskEngine:
 
     def describe(self):
         workers = len(self.client.scheduler_info()['workers'])
-        return f"{self.name} ({self.address}, {workers} workers of {self.slots} slots)"
+        return (f"{self.name} ({self.address}, {workers} worker{'s' * (workers != 1)} of "
+                f"{self.slots} slot{'s' * (self.slots != 1)})")
 
     def close(self):
         if getattr(self, 'client', None) is not None:
@@ -359,7 +360,7 @@ class DaskEngine:
 
 
 SLURM_DEFAULTS = {'partition': None, 'account': None, 'walltime': '02:00:00', 'cores': 2,
-                  'memory': '8GB', 'workers': 1, 'scheduler_host': None}
+                  'memory': '8GB', 'workers': 1, 'scheduler_host': None, 'log_directory': None}
 
 
 def slurm_problem():
@@ -384,7 +385,7 @@ class SlurmEngine(DaskEngine):
     name = 'slurm'
 
     def __init__(self, partition=None, account=None, walltime='02:00:00', cores=2,
-                 memory='8GB', workers=1, scheduler_host=None):
+                 memory='8GB', workers=1, scheduler_host=None, log_directory=None):
         if problem := slurm_problem():
             raise EngineError(f"--engine slurm: Slurm is not reachable: {problem}")
         import sys
@@ -400,7 +401,8 @@ class SlurmEngine(DaskEngine):
             memory=memory, python=sys.executable, scheduler_options=options,
             worker_extra_args=['--resources', f'slots={cores}'],
             job_script_prologue=[f'cd {kit}', f'export PYTHONPATH={kit}'],
-            log_directory=None)
+            log_directory=log_directory,
+            job_extra_directives=[] if log_directory else ['--output=/dev/null'])
         cluster.scale(jobs=workers)
         super().__init__(cores=cores, cluster=cluster)
 

@@ -884,7 +884,7 @@ def add_arguments(parser):
     run.add_argument('--walltime', metavar='HH:MM:SS', help='slurm: the jobs\' time limit')
     run.add_argument('--slurm-config', type=existing_file, metavar='FILE',
                      help='slurm: a TOML file with partition, account, walltime, cores, memory, '
-                          'workers, scheduler_host (flags override it)')
+                          'workers, scheduler_host, log_directory (flags override it)')
     parser.add_argument('--isolation', choices=('auto', *sandbox.ISOLATIONS), default='auto',
                         help='auto (default): bwrap if it works, else unshare, else none')
     limits = parser.add_argument_group('limits of every section but mnist and cifar')

@@ -66,12 +66,18 @@ def test_slurm_engine_grades_three_submissions(slurm, tmp_path):
 
 
 def test_unreachable_slurm_is_a_one_line_usage_error(tmp_path):
+    """Slurm's client commands, but no controller at the configured address."""
+    conf = tmp_path / 'slurm.conf'
+    conf.write_text('ClusterName=none\nSlurmctldHost=nohost(127.0.0.1)\nSlurmctldPort=9\n'
+                    'MessageTimeout=1\nNodeName=nohost CPUs=1\nPartitionName=p Nodes=ALL\n')
     done = run([sys.executable, common.KIT_DIR / 'run.py', 'grade', REFERENCE, '--engine', 'slurm'],
-               env={**os.environ, 'SLURM_CONF': str(tmp_path / 'none.conf'),
+               env={**os.environ, 'SLURM_CONF': str(conf),
                     'PATH': os.environ['PATH'] if shutil.which('sbatch') else '/usr/bin:/bin'},
                cwd=common.KIT_DIR, timeout=120)
     assert done.returncode == 2
     assert done.stderr.startswith("./run.py grade: --engine slurm: Slurm is not reachable: ")
+    if shutil.which('sbatch'):
+        assert "Unable to contact slurm controller" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
 
 
@@ -84,4 +90,4 @@ def test_slurm_config_file_and_flags(tmp_path):
                               '--worker-cores', '4', '--walltime', '01:00:00'])
     assert grader.slurm_options(args) == {
         'partition': 'gpu', 'account': 'cs101', 'walltime': '01:00:00', 'cores': 4,
-        'memory': '16GB', 'workers': 1, 'scheduler_host': None}
+        'memory': '16GB', 'workers': 1, 'scheduler_host': None, 'log_directory': None}
