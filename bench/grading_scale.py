@@ -25,9 +25,10 @@ from pathlib import Path
 KIT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(KIT))
 
-from grader_overhead import quick_sections  # noqa: E402
-from staff import engines, grader  # noqa: E402
-from staff.points import load_table  # noqa: E402
+from grader_overhead import quick_sections
+
+from staff import engines, grader
+from staff.points import load_table
 
 REFERENCE = KIT / 'solution.py'
 WORKER_CORES = 2
@@ -59,7 +60,7 @@ def main():
     parser.add_argument('--students', type=int, default=300)
     args = parser.parse_args()
     sections = quick_sections(load_table())
-    print(f"load average {open('/proc/loadavg').read().split()[0]} on {grader.cores()} cores; "
+    print(f"load average {Path('/proc/loadavg').read_text().split()[0]} on {grader.cores()} cores; "
           f"{len(sections)} ordinary sections, {args.batch} copies of the reference")
     measured = {}
     for workers in (1, 2):
