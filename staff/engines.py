@@ -27,6 +27,7 @@ The contract (the grader and the checking service use nothing else):
                                     ordinary section takes 1, a training
                                     section all of them, so it runs alone
     engine.counts()              -> {'running': n, 'queued': n}
+    engine.capacity()            -> int: slots of all workers now connected
     engine.describe()            -> str, e.g. 'dask (tcp://10.0.0.5:8786, 4 workers)'
     engine.close()               -> stops what the engine started (a
                                     LocalCluster, Slurm jobs); idempotent
@@ -203,6 +204,9 @@ class LocalEngine:
         with self.lock:
             return {'running': self.running, 'queued': self.queued}
 
+    def capacity(self):
+        return self.jobs
+
     def describe(self):
         return f"local ({self.jobs} sections at a time)"
 
@@ -248,11 +252,9 @@ class DaskHandle:
             if isinstance(error, KilledWorker) and self.tries < self.retries:
                 self.tries += 1
                 self.log.append(str(error.last_worker.address if error.last_worker else 'a worker'))
-                self.engine.count_lost()
                 return self.start()
             if isinstance(error, KilledWorker):
                 worker = error.last_worker.address if error.last_worker else 'its worker'
-                self.engine.count_lost()
                 return self.settle(SectionRun(
                     failure=f"lost with its worker on every try ({self.tries + 1}; last "
                             f"{worker})", lost=True, tries=self.tries + 1, worker=str(worker),
@@ -299,9 +301,8 @@ class DaskEngine:
         import dask
         from distributed import Client, LocalCluster
         dask.config.set({'distributed.scheduler.allowed-failures': 0})
-        self.cluster, self.lost = cluster, 0
+        self.cluster = cluster
         self.task_function = run_on_worker
-        self.lock = threading.Lock()
         if scheduler is None and cluster is None:
             cores = cores or len(os.sched_getaffinity(0))
             self.cluster = LocalCluster(n_workers=workers, threads_per_worker=cores,
@@ -330,10 +331,6 @@ class DaskEngine:
     def submit(self, task, retries=RETRIES):
         return DaskHandle(self, task, retries)
 
-    def count_lost(self):
-        with self.lock:
-            self.lost += 1
-
     def counts(self):
         def count(dask_scheduler):
             states = [task.state for task in dask_scheduler.tasks.values()]
@@ -344,6 +341,10 @@ class DaskEngine:
             return self.client.run_on_scheduler(count)
         except Exception:  # noqa: BLE001 (scheduler busy or gone: only the progress bar's)
             return {'running': 0, 'queued': 0}
+
+    def capacity(self):
+        workers = self.client.scheduler_info()['workers'].values()
+        return int(sum(worker.get('resources', {}).get('slots', 0) for worker in workers))
 
     def describe(self):
         workers = len(self.client.scheduler_info()['workers'])

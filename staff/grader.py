@@ -53,6 +53,7 @@ TRAINING_ALLOWANCE = 60  # seconds of wall time beyond the training limit: loadi
 CHANNEL_LIMIT = 256 * MIB
 CHILD_SCRIPT = Path(__file__).resolve().with_name('child.py')
 HIDDEN = 'hidden: '  # prefix of the hidden cases' names
+WINDOW = 16  # sections in flight in a batch at least
 HIDDEN_FAILURE = "the results differ from the expected ones (hidden cases show no values)"
 
 
@@ -658,12 +659,13 @@ class Grader:
 
 class Batch:
     """Submissions in flight on an engine: their sections submitted, judged as
-    they come back, at most `window` sections queued or running at a time."""
+    they come back, about twice as many sections queued or running as the
+    engine has slots (at least WINDOW)."""
 
     def __init__(self, grader, engine, waiting, on_report, bar, strict):
         self.grader, self.engine, self.waiting = grader, engine, waiting
         self.on_report, self.bar, self.strict = on_report, bar, strict
-        self.window = max(8, 4 * getattr(engine, 'jobs', engine.slots))
+        self.window = max(WINDOW, 2 * engine.capacity())
         self.flight = {}   # student: Submission
         self.reports = {}
         self.lost_tries = 0
@@ -717,9 +719,13 @@ class Batch:
             self.bar.update(1)
 
     def show(self):
-        if self.bar is None or time.monotonic() < self.counted + 1:
+        """Once a second: the window (Slurm workers come and go), the progress bar."""
+        if time.monotonic() < self.counted + 1:
             return
         self.counted = time.monotonic()
+        self.window = max(WINDOW, 2 * self.engine.capacity())
+        if self.bar is None:
+            return
         counts = self.engine.counts()
         lost = self.lost_tries + sum(handle.tries for entry in self.flight.values()
                                      for handle in entry.handles.values())
@@ -988,11 +994,15 @@ def grade_batch(grader, engine, args, submissions):
             bar.write(summary_line(student, report), file=sys.stdout)
             if results:
                 results.add(keys[student], report.to_json(), csv_row(student, report))
+            done.append(student)
+        done = []
         try:
             grader.grade_all(todo, engine, on_report, bar)
         except KeyboardInterrupt:
-            print(f"./run.py grade: interrupted; {bar.n} of {len(submissions)} results are in "
-                  f"{json_path}: rerun the same command to grade the rest", file=sys.stderr)
+            print("./run.py grade: interrupted; " + (
+                f"{len(stored) + len(done)} of {len(submissions)} results are in {json_path}: "
+                f"rerun the same command to grade the rest" if results else "nothing was kept"),
+                file=sys.stderr)
             return 130
     if results:
         results.rewrite()

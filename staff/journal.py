@@ -15,6 +15,9 @@ import hashlib
 import io
 import json
 import os
+import signal
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -54,8 +57,29 @@ def append(path, line):
         os.close(fd)
 
 
+@contextmanager
+def interrupts_held():
+    """SIGINT and SIGTERM (Ctrl-C, kill) wait until the block is done.
+
+    Signal handlers can be set in the main thread only; elsewhere it is a no-op.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = {number: signal.signal(number, lambda received, _: caught.append(received))
+                for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        if caught:
+            signal.raise_signal(caught[0])
+
+
 class Journal:
-    """The JSON Lines and CSV files of one batch (either may be None)."""
+    """The JSON Lines file (and CSV file, or None) of one batch."""
 
     def __init__(self, json_path, csv_path, header, keys, restart=False):
         """keys: {student: key} of this batch; restart drops every stored result."""
@@ -90,23 +114,19 @@ class Journal:
         return set(self.json_lines)
 
     def add(self, key, report_json, csv_row):
+        """Appends the submission's line to both files; Ctrl-C waits until both are written."""
         student = key['student']
         self.json_lines[student] = json.dumps({**key, **report_json}) + '\n'
         self.csv_lines[student] = csv_line(csv_row)
-        if self.json_path is not None:
+        with interrupts_held():
             append(self.json_path, self.json_lines[student])
-        if self.csv_path is not None:
-            append(self.csv_path, self.csv_lines[student])
+            if self.csv_path is not None:
+                append(self.csv_path, self.csv_lines[student])
 
     def rewrite(self):
         """Both files with the kept results only, sorted by student."""
         students = sorted(self.json_lines)
-        if self.json_path is not None:
-            replace(self.json_path, [self.json_lines[student] for student in students])
+        replace(self.json_path, [self.json_lines[student] for student in students])
         if self.csv_path is not None:
             replace(self.csv_path, [csv_line(self.header),
                                     *(self.csv_lines[student] for student in students)])
-
-    def reports(self):
-        """{student: the stored JSON object}, sorted by student."""
-        return {student: json.loads(self.json_lines[student]) for student in sorted(self.json_lines)}
