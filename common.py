@@ -267,13 +267,16 @@ def verify_initialization(case, results):
     for name, (distribution, std) in case['statistics'].items():
         values = as_array(results[name], name).astype(np.float64)
         if values.shape != tuple(case['shapes'][name]):
-            raise CheckFailed(f"{name}: shape {values.shape}, expected {tuple(case['shapes'][name])}")
+            raise CheckFailed(f"{name}: shape {values.shape}, "
+                              f"expected {tuple(case['shapes'][name])}")
         if distribution == 'zeros' and np.any(values != 0):
-            raise CheckFailed(f"{name}: expected all zeros, got max |value| {np.max(np.abs(values)):.3g}")
+            raise CheckFailed(f"{name}: expected all zeros, "
+                              f"got max |value| {np.max(np.abs(values)):.3g}")
         if distribution == 'normal':
             size = values.size
             if abs(values.mean()) > 5 * std / np.sqrt(size):
-                raise CheckFailed(f"{name}: mean {values.mean():.4g}, expected 0 ± {5 * std / np.sqrt(size):.2g}")
+                raise CheckFailed(f"{name}: mean {values.mean():.4g}, "
+                                  f"expected 0 ± {5 * std / np.sqrt(size):.2g}")
             if abs(values.std() / std - 1) > 5 / np.sqrt(2 * size):
                 raise CheckFailed(f"{name}: std {values.std():.4g}, expected {std:.4g}")
 
@@ -471,7 +474,7 @@ def run_case(solution, case):
         return Verdict.MEMORY_LIMIT, "ran out of memory (MemoryError)"
     except CheckFailed as error:
         return Verdict.FAILED, str(error)
-    except Exception as error:  # noqa: BLE001 (the student's code raised: report it, go on)
+    except Exception as error:  # the student's code raised: report it, go on
         return Verdict.ERROR, student_traceback(error, solution.__file__).rstrip()
 
 

@@ -92,7 +92,8 @@ def backward_gradients(layer, grad_outputs, inputs):
         expected = np.shape(inputs if name == 'inputs' else getattr(layer, name))
         if gradient.shape != expected:
             what = 'backward() returned' if name == 'inputs' else f"{name}_grad has"
-            raise GradientCheckError(f"{layer.name}.{what} shape {gradient.shape}, expected {expected}")
+            raise GradientCheckError(f"{layer.name}.{what} shape {gradient.shape}, "
+                                     f"expected {expected}")
     return gradients
 
 
@@ -121,7 +122,8 @@ def gradients(layer, inputs, seed=0):
         np.random.seed(seed)
         return layer(inputs)
 
-    numeric = {name: numerical_gradient(outputs, inputs if name == 'inputs' else getattr(layer, name),
+    numeric = {name: numerical_gradient(outputs,
+                                        inputs if name == 'inputs' else getattr(layer, name),
                                         grad_outputs=grad_outputs) for name in analytic}
     return analytic, numeric
 

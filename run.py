@@ -12,6 +12,7 @@
 Each command takes --solution FILE to use another solution.py; see
 ./run.py <command> --help. Exit status: 0 when everything passed, 1 when
 anything failed, 2 for a usage error such as an unknown test name.
+You need not read run.py itself: the commands above are all it does.
 """
 import argparse
 import inspect
@@ -27,7 +28,7 @@ import interface
 from common import Verdict
 from datasets import DATASETS, DataUnavailable
 
-STAFF_COMMANDS = ('make-fixtures', 'check-fixtures', 'make-kit', 'grade')
+STAFF_COMMANDS = ('make-fixtures', 'check-fixtures', 'make-kit', 'grade')  # staff/cli.py COMMANDS
 
 
 def colour(text, code):
@@ -54,7 +55,8 @@ def import_solution(path):
     try:
         return common.load_solution(path)
     except Exception as error:  # a broken solution.py must still get a clear verdict
-        raise Stop(f"solution.py does not import:\n{common.student_traceback(error, path)}", 1) from None
+        traceback = common.student_traceback(error, path)
+        raise Stop(f"solution.py does not import:\n{traceback}", 1) from None
 
 
 def call_student(solution, what, function, *args):
@@ -96,7 +98,8 @@ def score(fixtures, results):
         tests.setdefault(fixture.section, []).append(fixture.test)
         points[fixture.section] = fixture.points
     sections = dict.fromkeys(fixture.section for fixture in fixtures)
-    missing = {section: [test for test in tests[section] if test not in results] for section in sections}
+    missing = {section: [test for test in tests[section] if test not in results]
+               for section in sections}
     scored = [section for section in sections if not missing[section]]
     passed = [section for section in scored
               if common.section_passes([results[test] for test in tests[section]])]
@@ -184,12 +187,13 @@ def layer_for_check(layer_class, input_shape, arguments, rng):
         layer = layer_class(**arguments)
     except TypeError as error:
         raise Stop(f"{layer_class.__name__}(**{arguments}): {error}; it takes "
-                   f"{inspect.signature(layer_class)}: give them as --args '{{\"name\": value}}'") from None
+                   f"{inspect.signature(layer_class)}: give them as "
+                   f"--args '{{\"name\": value}}'") from None
     try:
         common.build_for_check(layer, input_shape[1:])
     except (ValueError, TypeError, IndexError) as error:
-        raise Stop(f"{interface.constructor_call(layer)} cannot take inputs of shape {input_shape}: "
-                   f"{error}; give another --input-shape (batch first)") from None
+        raise Stop(f"{interface.constructor_call(layer)} cannot take inputs of shape "
+                   f"{input_shape}: {error}; give another --input-shape (batch first)") from None
     for name in layer.parameter_names:
         setattr(layer, name, rng.normal(size=getattr(layer, name).shape))
     return layer
@@ -204,26 +208,29 @@ def gradient_hint(analytic, numeric, n):
               -1: 'its sign is flipped'}
     for factor, cause in causes.items():
         if n > 1 or factor == -1:
-            if np.allclose(analytic, factor * numeric, rtol=1e-4, atol=1e-6 * np.max(np.abs(numeric))):
+            if np.allclose(analytic, factor * numeric, rtol=1e-4,
+                           atol=1e-6 * np.max(np.abs(numeric))):
                 return cause
     return ''
 
 
 def print_gradient_errors(name, analytic, numeric, n):
     """One line per array: relative error, verdict, worst index; returns True when all are right."""
-    print(f"{'array':12} {'shape':14} {'rel. error':>10}  {'verdict':8}  worst index: backward vs numerical")
+    print(f"{'array':12} {'shape':14} {'rel. error':>10}  {'verdict':8}  "
+          f"worst index: backward vs numerical")
     verdicts = {}
     for array in analytic:
         error, worst = numerical.relative_error(analytic[array], numeric[array])
         verdicts[array] = 'right' if error < RIGHT else 'doubtful' if error < WRONG else 'WRONG'
-        shown = colour(f"{verdicts[array]:8}", {'right': GREEN, 'doubtful': YELLOW, 'WRONG': RED}[verdicts[array]])
+        shown = colour(f"{verdicts[array]:8}",
+                       {'right': GREEN, 'doubtful': YELLOW, 'WRONG': RED}[verdicts[array]])
         print(f"{array:12} {str(analytic[array].shape):14} {error:10.1e}  {shown}  {worst}: "
               f"{analytic[array][worst]:.6g} vs {numeric[array][worst]:.6g}")
         if verdicts[array] == 'WRONG' and gradient_hint(analytic[array], numeric[array], n):
             print(f"  {array}: {gradient_hint(analytic[array], numeric[array], n)}")
     for verdict, meaning in (('WRONG', f"relative error > {WRONG:g}: a bug"),
-                             ('doubtful', f"{RIGHT:g} to {WRONG:g}: a kink nearby (ReLU at 0, a tie "
-                                          f"in a max) or a small bug; try another --seed")):
+                             ('doubtful', f"{RIGHT:g} to {WRONG:g}: a kink nearby (ReLU at 0, "
+                                          f"a tie in a max) or a small bug; try another --seed")):
         arrays = [array for array, value in verdicts.items() if value == verdict]
         if arrays:
             print(f"{name}: backward {verdict} for {', '.join(arrays)} ({meaning})")
@@ -249,7 +256,8 @@ def gradcheck(args):
     print(f"loss = sum(outputs * G), G random; parameter gradients (batch means) compared times "
           f"n = {shape[0]}")
     inputs = rng.normal(size=shape)
-    analytic, numeric = call_student(solution, names[0], numerical.gradients, layer, inputs, args.seed)
+    analytic, numeric = call_student(solution, names[0], numerical.gradients, layer, inputs,
+                                     args.seed)
     return 0 if print_gradient_errors(names[0], analytic, numeric, shape[0]) else 1
 
 
@@ -289,7 +297,8 @@ def plot_curves(figure_type, model, path, title):
     figure = figure_type(figsize=(10, 4), layout='constrained')
     figure.suptitle(title)
     for axes, metric in zip(figure.subplots(1, 2), ('loss', 'accuracy')):
-        for part, label in (('train', 'train (mean during the epoch)'), ('valid', 'valid (after the epoch)')):
+        for part, label in (('train', 'train (mean during the epoch)'),
+                            ('valid', 'valid (after the epoch)')):
             history = getattr(model, f"{metric}_{part}_history")
             axes.plot(range(1, len(history) + 1), history, 'o-', label=label)
         axes.set(xlabel='epoch', ylabel=metric)
@@ -323,7 +332,8 @@ def train(args):
     print(f"{case['function']}: final test accuracy {accuracy:.4f}, test loss {loss:.4f} "
           f"({len(model.loss_train_history)} epochs, {seconds:.0f} s of training)")
     if figure_type and model.loss_train_history:
-        plot_curves(figure_type, model, args.plot, f"{case['function']}: test accuracy {accuracy:.4f}")
+        plot_curves(figure_type, model, args.plot,
+                    f"{case['function']}: test accuracy {accuracy:.4f}")
         print(f"loss and accuracy curves saved to {args.plot}")
     elif figure_type:
         print("no curves to plot: the model's histories are empty (train it with model.fit)")
@@ -353,7 +363,8 @@ def main(argv=None):
     solution = argparse.ArgumentParser(add_help=False)
     solution.add_argument('--solution', metavar='FILE', default=str(common.KIT_DIR / 'solution.py'),
                           help='the solution file to use (default: solution.py beside run.py)')
-    tests = commands.add_parser('unittest', parents=[solution], help='run unit tests against solution.py')
+    tests = commands.add_parser('unittest', parents=[solution],
+                                help='run unit tests against solution.py')
     tests.add_argument('names', nargs='*', help='test names (default: all)')
     tests.set_defaults(run=unittest)
     check = commands.add_parser(
@@ -363,11 +374,15 @@ def main(argv=None):
                     "|a - b| / (|a| + |b|) of each array at its worst index. Dropout keeps one "
                     "mask (np.random is reseeded before every forward pass); BatchNormalization "
                     "runs in training mode.")
-    check.add_argument('layer', help='a Layer class of solution.py, e.g. Conv2D (your own ones too)')
-    check.add_argument('--input-shape', metavar='SHAPE', help='inputs with the batch first, e.g. 4,3,8,8 '
-                                             '(default: one for each layer of the kit)')
-    check.add_argument('--args', metavar='JSON', help='constructor arguments as JSON, e.g. \'{"output_channels": 2}\'')
-    check.add_argument('--seed', type=int, default=0, metavar='N', help='for the inputs and parameters (default 0)')
+    check.add_argument('layer',
+                       help='a Layer class of solution.py, e.g. Conv2D (your own ones too)')
+    check.add_argument('--input-shape', metavar='SHAPE',
+                       help='inputs with the batch first, e.g. 4,3,8,8 '
+                            '(default: one for each layer of the kit)')
+    check.add_argument('--args', metavar='JSON',
+                       help='constructor arguments as JSON, e.g. \'{"output_channels": 2}\'')
+    check.add_argument('--seed', type=int, default=0, metavar='N',
+                       help='for the inputs and parameters (default 0)')
     check.set_defaults(run=gradcheck)
     training = commands.add_parser(
         'train', parents=[solution], help='train the model of a training test, plot, save',
@@ -378,11 +393,13 @@ def main(argv=None):
     training.add_argument('--epochs', type=int, metavar='N',
                           help='stop after N epochs for a quick run: Model.fit stops there, '
                                'whatever epochs your function asks for (it never adds epochs)')
-    training.add_argument('--plot', metavar='PNG', help='save the loss and accuracy curves (matplotlib)')
-    training.add_argument('--save', metavar='NPZ', help='save the model (interface.Model.load reads it)')
+    training.add_argument('--plot', metavar='PNG',
+                          help='save the loss and accuracy curves (matplotlib)')
+    training.add_argument('--save', metavar='NPZ',
+                          help='save the model (interface.Model.load reads it)')
     training.set_defaults(run=train)
     for name in STAFF_COMMANDS:
-        commands.add_parser(name, help='course staff: see ./run.py %s --help' % name)
+        commands.add_parser(name, help=f"course staff: see ./run.py {name} --help")
     args = parser.parse_args(argv)
     if not Path(args.solution).is_file():
         parser.error(f"no solution file at {args.solution}")

@@ -492,7 +492,8 @@ def train_cifar10_model(x_train, y_train, x_valid, y_valid, epochs=12):
     """
     # your code here \/
     def random_crops_and_flips(images, shift=4):
-        """Each image moved by up to `shift` pixels (zeros come in), mirrored with probability 1/2."""
+        """Each image moved by up to `shift` pixels (zeros come in), mirrored with
+        probability 1/2."""
         n, _, height, width = images.shape
         padded = np.pad(images, ((0, 0), (0, 0), (shift, shift), (shift, shift)))
         crops = np.lib.stride_tricks.sliding_window_view(padded, (height, width), axis=(2, 3))

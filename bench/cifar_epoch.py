@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import common  # noqa: E402
-import datasets  # noqa: E402
+import common
+import datasets
 
 
 def main():
@@ -35,7 +35,8 @@ def main():
     x = rng.normal(size=(50000, 3, 32, 32)).astype(np.float32)
     y = datasets.one_hot(rng.integers(0, 10, len(x)), 10)
     start = time.perf_counter()
-    model = solution.train_cifar10_model(x[:45000], y[:45000], x[45000:], y[45000:], epochs=args.epochs)
+    model = solution.train_cifar10_model(x[:45000], y[:45000], x[45000:], y[45000:],
+                                         epochs=args.epochs)
     per_epoch = (time.perf_counter() - start) / args.epochs
     start = time.perf_counter()
     model.predict(x[:10000])

@@ -161,9 +161,10 @@ def torch_cases(threads):
     torch.manual_seed(0)
     cases = {}
     for name, (layer_name, args, shape) in LAYERS.items():
-        layer = {'Conv2D': lambda: nn.Conv2d(shape[0], args[0], 3, padding=1),
-                 'MaxPooling2D': lambda: nn.MaxPool2d(args[0]),
-                 'BatchNormalization': lambda: nn.BatchNorm2d(shape[0], momentum=0.1)}[layer_name]()
+        makers = {'Conv2D': lambda shape, args: nn.Conv2d(shape[0], args[0], 3, padding=1),
+                  'MaxPooling2D': lambda shape, args: nn.MaxPool2d(args[0]),
+                  'BatchNormalization': lambda shape, args: nn.BatchNorm2d(shape[0], momentum=0.1)}
+        layer = makers[layer_name](shape, args)
         x = torch.randn((BATCH,) + shape, requires_grad=True)
         grad = torch.randn_like(layer(x))
         cases[name] = lambda layer=layer, x=x, grad=grad: layer(x).backward(grad)
@@ -173,9 +174,11 @@ def torch_cases(threads):
         if channels == 'pool':
             layers.append(nn.MaxPool2d(2))
             continue
-        layers += [nn.Conv2d(channels_in, channels, 3, padding=1), nn.BatchNorm2d(channels), nn.ReLU()]
+        layers += [nn.Conv2d(channels_in, channels, 3, padding=1), nn.BatchNorm2d(channels),
+                   nn.ReLU()]
         channels_in = channels
-    model = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels_in, 10))
+    model = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(channels_in, 10))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x, y = torch.randn(BATCH, 3, 32, 32), torch.randint(0, 10, (BATCH,))
 
@@ -201,7 +204,7 @@ def measure(engine, args):
     environment = dict(os.environ, **{name: str(args.threads) for name in variables})
     command = [sys.executable, __file__, '--child', engine, '--threads', str(args.threads),
                '--repeats', str(args.repeats), '--solution', args.solution]
-    done = subprocess.run(command, env=environment, capture_output=True, text=True)
+    done = subprocess.run(command, env=environment, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         if engine == 'torch' and 'No module named' in done.stderr:
             return None

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import common  # noqa: E402
-import datasets  # noqa: E402
+import common
+import datasets
 
 DATA = Path('/usr/share/datasets/fashion-mnist')
 FILES = ('train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz',
@@ -37,7 +37,8 @@ def load_fashion_mnist():
         sys.exit(f"{DATA}/{missing[0]} is missing: apt-get install dataset-fashion-mnist")
     train_images, train_labels, test_images, test_labels = (datasets.read_idx(DATA / name)
                                                             for name in FILES)
-    x_train, x_test = (np.repeat(np.pad(images[:, None], ((0, 0), (0, 0), (2, 2), (2, 2))), 3, axis=1)
+    padding = ((0, 0), (0, 0), (2, 2), (2, 2))
+    x_train, x_test = (np.repeat(np.pad(images[:, None], padding), 3, axis=1)
                        for images in (train_images, test_images))
     x_train, x_test = datasets.standardize(x_train, x_test)
     return x_train, datasets.one_hot(train_labels, 10), x_test, datasets.one_hot(test_labels, 10)
@@ -53,8 +54,8 @@ def main():
     x_train, y_train, x_test, y_test = load_fashion_mnist()
     train, valid = slice(0, args.train_size), slice(args.train_size, args.train_size + 5000)
     start = time.perf_counter()
-    model = solution.train_cifar10_model(x_train[train], y_train[train], x_train[valid], y_train[valid],
-                                         epochs=args.epochs)
+    model = solution.train_cifar10_model(x_train[train], y_train[train], x_train[valid],
+                                         y_train[valid], epochs=args.epochs)
     seconds = time.perf_counter() - start
     _, accuracy = model.evaluate(x_test, y_test)
     full = inspect.signature(solution.train_cifar10_model).parameters['epochs'].default

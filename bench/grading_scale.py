@@ -25,10 +25,10 @@ from pathlib import Path
 KIT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(KIT))
 
-from grader_overhead import quick_sections
+from grader_overhead import quick_sections  # noqa: E402
 
-from staff import engines, grader
-from staff.points import load_table
+from staff import engines, grader  # noqa: E402
+from staff.points import load_table  # noqa: E402
 
 REFERENCE = KIT / 'solution.py'
 WORKER_CORES = 2

@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import common  # noqa: E402
-import datasets  # noqa: E402
+import common
+import datasets
 
 
 def main():
@@ -22,7 +22,8 @@ def main():
     solution = common.load_solution(args.solution)
     x_train, y_train, x_test, y_test = datasets.load_mnist()
     start = time.perf_counter()
-    model = solution.train_mnist_model(x_train[:55000], y_train[:55000], x_train[55000:], y_train[55000:])
+    model = solution.train_mnist_model(x_train[:55000], y_train[:55000], x_train[55000:],
+                                       y_train[55000:])
     seconds = time.perf_counter() - start
     _, accuracy = model.evaluate(x_test, y_test)
     print(f"mnist: test accuracy {accuracy:.4f} in {seconds:.1f} s of training "

@@ -15,7 +15,7 @@ runs every case with common.run_case, exactly as ./run.py unittest does,
 writing to the results pipe (fd $NN_GRADER_CHANNEL):
 
     {"event": "imported"}
-    {"event": "import failed", "message": ..., "details": ...}
+    {"event": common.Verdict.IMPORT_FAILED, "message": ..., "details": ...}
     {"event": "result", "case": i, "verdict": common.Verdict or common.RAN, "message": ...,
      "arrays": [names], "special": {name: "none" | "object"}}  then one .npy per name
     {"event": "done"}
@@ -56,8 +56,11 @@ def check(result, what):
         raise OSError(errno, f"{what}: {os.strerror(errno)}")
 
 
+def encode(text):
+    return text.encode() if text else None
+
+
 def mount(source, target, fstype, flags):
-    encode = lambda text: text.encode() if text else None
     check(LIBC.mount(encode(source), encode(target), encode(fstype), ctypes.c_ulong(flags), None),
           f"mount {target}")
 
@@ -193,7 +196,7 @@ def run_cases(channel, cases):
     try:
         solution = common.load_solution(SOLUTION)
     except BaseException as error:  # SyntaxError, ImportError, SystemExit, anything
-        channel.send({'event': 'import failed', 'message': import_failure(error),
+        channel.send({'event': common.Verdict.IMPORT_FAILED, 'message': import_failure(error),
                       'details': common.student_traceback(error, SOLUTION)[-MESSAGE_LIMIT:]})
         return
     channel.send({'event': 'imported'})

@@ -6,6 +6,7 @@ status; a usage problem is raised as UsageError (or the kit's FixtureError,
 DataUnavailable) and printed here as one line `./run.py COMMAND: ...`, exit 2.
 """
 import argparse
+import importlib
 import re
 import sys
 from pathlib import Path
@@ -21,6 +22,12 @@ class UsageError(Exception):
 
 
 USAGE_ERRORS = (UsageError, FixtureError, DataUnavailable)
+COMMANDS = (  # name, the module with add_arguments(parser) and main(args), help
+    ('make-fixtures', 'staff.fixtures', 'regenerate the fixture directories'),
+    ('check-fixtures', 'staff.validate', 'validate fixture directories'),
+    ('make-kit', 'staff.kit', 'write the student kit (a folder and a zip)'),
+    ('grade', 'staff.grader', 'grade submitted solution.py files in a sandbox'),
+)
 
 
 def existing_file(text):
@@ -65,14 +72,10 @@ def parse_size(text):
 
 def main(argv):
     """./run.py <staff command> ...: returns the exit status."""
-    from staff import fixtures, grader, kit, validate  # here: they import this module
     parser = argparse.ArgumentParser(prog='./run.py', description='Course-staff commands.')
     commands = parser.add_subparsers(dest='command', required=True, metavar='command')
-    for name, module, help_text in (
-            ('make-fixtures', fixtures, 'regenerate the fixture directories'),
-            ('check-fixtures', validate, 'validate fixture directories'),
-            ('make-kit', kit, 'write the student kit (a folder and a zip)'),
-            ('grade', grader, 'grade submitted solution.py files in a sandbox')):
+    for name, module_name, help_text in COMMANDS:
+        module = importlib.import_module(module_name)  # here: the modules import this one
         command = commands.add_parser(name, help=help_text)
         module.add_arguments(command)
         command.set_defaults(run=module.main)

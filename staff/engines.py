@@ -179,7 +179,7 @@ class LocalEngine:
             self.running += 1
         try:
             return run_on_worker(task)
-        except Exception as error:  # noqa: BLE001 (a bug here: the section's verdict says so)
+        except Exception as error:  # a bug here: the section's verdict says so
             return SectionRun(failure=f"the section could not run ({type(error).__name__}: "
                                       f"{error})", worker=worker_name())
         finally:
@@ -231,7 +231,8 @@ class DaskHandle:
 
     def start(self):
         self.future = self.engine.client.submit(
-            self.engine.task_function, self.task, pure=False, key=f"section-{self.task.name}-{os.urandom(6).hex()}",
+            self.engine.task_function, self.task, pure=False,
+            key=f"section-{self.task.name}-{os.urandom(6).hex()}",
             resources={'slots': self.engine.slots if self.task.training else 1})
         self.future.add_done_callback(self.arrived)
 
@@ -243,7 +244,7 @@ class DaskHandle:
             if future.status == 'finished':
                 try:
                     run = future.result()
-                except Exception as error:  # noqa: BLE001 (the result could not be fetched)
+                except Exception as error:  # the result could not be fetched
                     run = SectionRun(failure=f"the result was lost ({type(error).__name__}: "
                                              f"{error})")
                 run.tries, run.log = self.tries + 1, self.log
@@ -339,7 +340,7 @@ class DaskEngine:
                     - states.count('memory') - states.count('erred')}
         try:
             return self.client.run_on_scheduler(count)
-        except Exception:  # noqa: BLE001 (scheduler busy or gone: only the progress bar's)
+        except Exception:  # scheduler busy or gone: only for the progress bar
             return {'running': 0, 'queued': 0}
 
     def capacity(self):

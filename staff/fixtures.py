@@ -224,7 +224,8 @@ class InitializationCase(Spec):
     kind = 'initialization'
 
     def generate(self, rng, reference):
-        layer = common.build_for_check(getattr(reference, self.layer)(**self.args), self.input_shape)
+        layer = common.build_for_check(getattr(reference, self.layer)(**self.args),
+                                       self.input_shape)
         return {'layer': self.layer, 'args': self.args, 'input_shape': self.input_shape,
                 'statistics': self.statistics,
                 'shapes': {name: getattr(layer, name).shape for name in self.statistics}}
@@ -366,7 +367,8 @@ SPECS = {
         LayerCase('batch of 8, 7 -> 5 units', 'Dense', (8, 7), args={'units': 5}),
         LayerCase('batch of 32, 20 -> 10 units', 'Dense', (32, 20), args={'units': 10}),
         InitializationCase('He initialization, 400 -> 300 units', 'Dense', {'units': 300}, (400,),
-                           {'weights': ('normal', float(np.sqrt(2 / 400))), 'biases': ('zeros', 0.0)}),
+                           {'weights': ('normal', float(np.sqrt(2 / 400))),
+                            'biases': ('zeros', 0.0)}),
     ],
     'crossentropy': [
         LossCase('batch of 1', 'CategoricalCrossentropy', (1, 4)),
@@ -466,7 +468,8 @@ SPECS = {
     'leakyrelu': [
         LayerCase('batch of 1, alpha 0.1', 'LeakyReLU', (1, 6), args={'alpha': 0.1}),
         LayerCase('batch of 8, images, alpha 0.2, some inputs exactly 0', 'LeakyReLU', (8, 3, 4, 5),
-                  args={'alpha': 0.2}, inputs='with_zeros', alternatives=('relu_subgradient_at_zero',)),
+                  args={'alpha': 0.2}, inputs='with_zeros',
+                  alternatives=('relu_subgradient_at_zero',)),
         LayerCase('batch of 32, alpha 0.01', 'LeakyReLU', (32, 20), args={'alpha': 0.01}),
     ],
     'rmsprop': [

@@ -248,7 +248,7 @@ class ChildReport:
     """What the child said: whether it imported the solution, and each case's results."""
     imported: bool = False
     import_failure: tuple = ()     # (one-line message, traceback)
-    results: dict = field(default_factory=dict)  # index -> (RAN, {name: array}) or (Verdict, message)
+    results: dict = field(default_factory=dict)  # index: (RAN, {name: array}) or (Verdict, text)
     problem: str = ''              # why the rest of the channel was unreadable
 
 
@@ -308,7 +308,7 @@ def read_channel(data, case_count):
             event = header.get('event') if isinstance(header, dict) else None
             if event == 'imported':
                 report.imported = True
-            elif event == 'import failed':
+            elif event == Verdict.IMPORT_FAILED:
                 report.import_failure = (text(header, 'message'), text(header, 'details'))
             elif event == 'result':
                 index, result = read_result(header, stream, case_count)
@@ -373,7 +373,7 @@ def judge_case(case, result, hidden):
     if verdict == common.RAN:
         try:
             verdict, message = common.verify_case(case, payload)
-        except Exception as error:  # noqa: BLE001 (results the check cannot read: a key missing)
+        except Exception as error:  # results the check cannot read: a key missing
             verdict = Verdict.FAILED
             message = f"malformed results ({type(error).__name__}: {error})"
     else:
@@ -507,6 +507,7 @@ class Report:
             tests.append({'name': f"{result.section.number} {result.section.title}",
                           'number': result.section.number, 'score': result.awarded,
                           'max_score': result.section.points, 'output': output,
+                          # Gradescope's own status words
                           'status': 'passed' if result.verdict == Verdict.PASSED else 'failed',
                           'visibility': 'visible'})
         return {'score': self.total, 'execution_time': round(self.seconds, 1),
@@ -685,7 +686,7 @@ class Batch:
                 return False
             try:
                 self.flight[student] = Submission(self.grader, self.engine, student, path)
-            except Exception as error:  # noqa: BLE001 (an unreadable file: an error row)
+            except Exception as error:  # an unreadable file: an error row
                 self.finish(student, error=error, path=path)
         return True
 
@@ -695,7 +696,7 @@ class Batch:
         for student, entry in list(self.flight.items()):
             try:
                 arrived |= entry.collect()
-            except Exception as error:
+            except Exception as error:  # a result the grader could not judge
                 if self.strict:
                     raise
                 entry.cancel()
@@ -815,11 +816,9 @@ def csv_row(student, report):
 # batch is False for one submission given as a file. In a batch, json and csv are
 # written by staff/journal.py as each submission finishes.
 
-def write_json(path, grader, reports, batch=True):
-    """One submission: its report; a batch: {student: report}."""
-    data = ({student: report.to_json() for student, report in reports.items()} if batch
-            else next(iter(reports.values())).to_json())
-    Path(path).write_text(json.dumps(data, indent=2) + '\n')
+def write_json(path, grader, reports, batch=False):
+    """One submission's report (a batch's JSON Lines come from staff/journal.py)."""
+    Path(path).write_text(json.dumps(next(iter(reports.values())).to_json(), indent=2) + '\n')
 
 
 def write_gradescope(path, grader, reports, batch=False):
@@ -846,8 +845,8 @@ class OutputFormat:
 
 OUTPUT_FORMATS = {
     'json': OutputFormat(write_json, 'write the grades as JSON'),
-    'gradescope': OutputFormat(write_gradescope,
-                               "write Gradescope's results.json (one submission only)", batch=False),
+    'gradescope': OutputFormat(write_gradescope, "write Gradescope's results.json (one submission "
+                                                 "only)", batch=False),
     'csv': OutputFormat(write_csv, 'write a CSV: student, points per section, total, verdicts'),
 }
 
@@ -858,7 +857,8 @@ def add_arguments(parser):
         "itself failed; 2 for a usage error.")
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument('submission', type=Path,
-                        help='a solution.py, or a directory of <student>.py or <student>/solution.py')
+                        help='a solution.py, or a directory of <student>.py or '
+                             '<student>/solution.py')
     parser.add_argument('--only', default='', metavar='NAMES',
                         help='comma-separated tests or section numbers: grade only their sections')
     parser.add_argument('--sections', default=str(STANDARD_TABLE), metavar='FILE',
@@ -880,7 +880,8 @@ def add_arguments(parser):
                      help='dask: a running scheduler, e.g. tcp://lab1:8786 (default: start '
                           'worker processes on this machine)')
     run.add_argument('--workers', type=int, metavar='N',
-                     help='dask without --scheduler, slurm: worker processes / Slurm jobs (default 1)')
+                     help='dask without --scheduler, slurm: worker processes or Slurm jobs '
+                          '(default 1)')
     run.add_argument('--worker-cores', type=int, metavar='N',
                      help='dask without --scheduler, slurm: cores (slots) per worker; a training '
                           'section takes them all (default: all cores here; slurm 2)')
@@ -961,7 +962,7 @@ def summary_line(student, report):
 def grade_one(grader, engine, args):
     try:
         report = grader.grade(args.submission, engine)
-    except Exception as error:  # noqa: BLE001 (the grader broke: say so, the status tells)
+    except Exception as error:  # the grader broke: say so, the status tells
         print(f"./run.py grade: grading failed: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
     print(report.table())
@@ -1006,9 +1007,9 @@ def grade_batch(grader, engine, args, submissions):
             return 130
     if results:
         results.rewrite()
+    files = ', '.join(str(path) for path in (json_path, args.csv) if path)
     print(f"graded {len(todo)} submissions in {time.monotonic() - start:.0f} s on "
-          f"{engine.describe()}\n" + (f"results: {json_path}" + (f", {args.csv}" if args.csv else '')
-                                      if results else ''))
+          f"{engine.describe()}" + (f"\nresults: {files}" if files else ''))
     return 0
 
 
@@ -1022,7 +1023,8 @@ def submission_key(student, path, digest):
 def main(args):
     """./run.py grade: returns the exit status."""
     target = args.submission
-    if target.is_dir():
+    batch = target.is_dir()
+    if batch:
         submissions = find_submissions(target)
         for name, output in OUTPUT_FORMATS.items():
             if getattr(args, name) and not output.batch:
@@ -1031,8 +1033,8 @@ def main(args):
         raise UsageError(f"no submission at {target}: give a solution.py or a directory")
     engine = open_engine(args)
     try:
-        grader = make_grader(args, [target if target.is_dir() else target.parent], engine)
-        if target.is_dir():
+        grader = make_grader(args, [target if batch else target.parent], engine)
+        if batch:
             return grade_batch(grader, engine, args, submissions)
         return grade_one(grader, engine, args)
     finally:

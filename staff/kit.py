@@ -13,10 +13,10 @@ docstrings, constructors). Sections outside the table are left out whole, so
 none of their code reaches the students.
 
 The kit holds the template, the kit's modules (KIT_MODULES), requirements.txt
-(written from STUDENT_REQUIREMENTS),
-MNIST (data/mnist/), the public fixture directories of the table's tests
-(numbered in the table's order, their descriptions carrying the table's
-points) and a README generated from the table. No reference code, hidden
+(written from STUDENT_REQUIREMENTS), MNIST (data/mnist/), the public fixture
+directories of the table's tests (numbered in the table's order, their
+descriptions carrying the table's points) and a README generated from the
+table. No reference code, hidden
 fixtures, staff/ package or project tests get into it.
 """
 import argparse
@@ -195,9 +195,12 @@ def training_cases(fixtures):
 def command_lines(first_test, layer, trained):
     """The README's command examples, aligned."""
     commands = [(f"./run.py unittest {first_test}", "run one test against your solution.py"),
-                ("./run.py unittest", "run them all, with your score as the checking system counts it"),
-                (f"./run.py gradcheck {layer}", "compare a layer's backward pass with numerical gradients")]
-    commands += [(f"./run.py train {test} --epochs 1", "train your model briefly, print its test accuracy")
+                ("./run.py unittest",
+                 "run them all, with your score as the checking system counts it"),
+                (f"./run.py gradcheck {layer}",
+                 "compare a layer's backward pass with numerical gradients")]
+    commands += [(f"./run.py train {test} --epochs 1",
+                  "train your model briefly, print its test accuracy")
                  for test in trained]
     width = max(len(command) for command, _ in commands)
     return '\n'.join(f"    {command:{width}}   {what}" for command, what in commands)
@@ -209,7 +212,8 @@ def section_rows(table, written):
     for section in table.sections:
         tests = ' '.join(f"`{test}`" for test in section.tests)
         names = ', '.join(f"`{name}`" for name in written[section.number])
-        rows.append(f"| {section.number} | {section.title} | {section.points:g} | {tests} | {names} |")
+        rows.append(f"| {section.number} | {section.title} | {section.points:g} | {tests} "
+                    f"| {names} |")
     return '\n'.join(rows + [f"| | total | {table.max_total:g} | | |"])
 
 
@@ -222,6 +226,7 @@ def student_readme(table, written, fixtures, mnist_size):
     bars = ''.join(f"\n- `{test}`: `{case['function']}` must reach a test accuracy above "
                    f"{case['min_accuracy']:.0%} in at most {case['time_limit'] / 60:g} minutes "
                    f"of training." for test, case in trained.items())
+    bars_text = '\n' + bars if bars else ''
     cifar = any(case['dataset'] == 'cifar10' for case in trained.values())
     cifar_text = ("CIFAR-10 (163 MiB) is downloaded into `data/` the first time a command needs "
                   "it; without a network, put the folder `cifar-10-batches-py/` from "
@@ -253,7 +258,7 @@ names the case and the quantity that differs, with the worst index and both valu
 
 {section_rows(table, written)}
 
-A section's points are awarded when every case of each of its tests passes.{chr(10) + bars if bars else ''}
+A section's points are awarded when every case of each of its tests passes.{bars_text}
 
 ## Data
 
@@ -300,7 +305,8 @@ def copy_mnist(data_dir):
 
 
 def write_zip(directory, path, name):
-    """directory as a zip of name/..., with fixed times and modes: the same files give the same bytes."""
+    """directory as a zip of name/..., with fixed times and modes: the same files give the
+    same bytes."""
     with zipfile.ZipFile(path, 'w', zipfile.ZIP_DEFLATED) as archive:
         for file in sorted(p for p in directory.rglob('*') if p.is_file()):
             relative = file.relative_to(directory)

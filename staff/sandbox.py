@@ -99,7 +99,7 @@ def bwrap_version():
     """'bubblewrap 0.8.0', or None when bwrap is not installed."""
     if not shutil.which('bwrap'):
         return None
-    result = subprocess.run(['bwrap', '--version'], capture_output=True, text=True)
+    result = subprocess.run(['bwrap', '--version'], capture_output=True, text=True, check=False)
     return result.stdout.strip() or 'bubblewrap'
 
 

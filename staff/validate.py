@@ -92,7 +92,8 @@ def check_training(case):
     require(case['dataset'] in DATASETS, f"unknown dataset {case['dataset']!r}")
     require(isinstance(case['function'], str), "function: expected a name")
     require(0 < case['min_accuracy'] < 1, f"min_accuracy {case['min_accuracy']}: expected 0..1")
-    require(case['time_limit'] > 0 and case['valid_size'] > 0, "time_limit and valid_size must be > 0")
+    require(case['time_limit'] > 0 and case['valid_size'] > 0,
+            "time_limit and valid_size must be > 0")
 
 
 def no_shapes(case):
@@ -135,7 +136,8 @@ def check_case(fixture, entry, reference):
     verdict, results = common.run_case(reference, case)
     if verdict == common.RAN:
         verdict, results = common.verify_case(case, results)
-    require(verdict == common.Verdict.PASSED, f"the reference does not pass it: {verdict}: {results}")
+    require(verdict == common.Verdict.PASSED,
+            f"the reference does not pass it: {verdict}: {results}")
     return False
 
 
@@ -144,7 +146,8 @@ def check_description(fixture, position, section):
     problems = []
     if section is None:
         return [f"test {fixture.test!r} is in no section of the table"]
-    if (fixture.section, fixture.title, fixture.points) != (section.number, section.title, section.points):
+    described = (fixture.section, fixture.title, fixture.points)
+    if described != (section.number, section.title, section.points):
         problems.append(f"description says section {fixture.section} {fixture.title!r} "
                         f"{fixture.points:g} points, the table {section.number} "
                         f"{section.title!r} {section.points:g} points")
@@ -173,13 +176,15 @@ def check_directory(directory, table, reference):
             continue
         found.add(fixture.test)
         position, section = positions.get(fixture.test, (None, None))
-        own = [f"{path.name}: {problem}" for problem in check_description(fixture, position, section)]
+        own = [f"{path.name}: {problem}"
+               for problem in check_description(fixture, position, section)]
         structural = 0
         for entry in fixture.cases:
             try:
                 structural += check_case(fixture, entry, reference)
             except Invalid as error:
-                own.append(f"{path.name}: case {entry.get('name')!r} ({entry.get('file')}): {error}")
+                own.append(f"{path.name}: case {entry.get('name')!r} ({entry.get('file')}): "
+                           f"{error}")
         problems += own
         count = f"{len(fixture.cases)} case{'s' * (len(fixture.cases) != 1)}"
         how = (f"{structural} training case{'s' * (structural != 1)} checked structurally only, "

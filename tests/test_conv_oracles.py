@@ -162,7 +162,8 @@ def test_max_pooling_matches_loops(shape):
 
 @pytest.mark.parametrize('shape', [(4, 3, 2, 5), (6, 4)])
 def test_batchnorm_running_statistics_follow_the_formulas(shape):
-    """Training: batch statistics, running = 0.9 running + 0.1 batch; test: running ones, unchanged."""
+    """Training: batch statistics, running = 0.9 running + 0.1 batch; test: running ones,
+    unchanged."""
     rng = np.random.default_rng(6)
     layer = built(solution.BatchNormalization(0.9, input_shape=shape[1:]), rng)
     axes, channel = (0,) + tuple(range(2, len(shape))), (1, -1) + (1,) * (len(shape) - 2)

@@ -93,7 +93,8 @@ def small_mnist(seed):
 
 def use_mnist(monkeypatch, mnist):
     """Makes the md5 table that of these files."""
-    monkeypatch.setattr(datasets, 'MNIST_FILES', {name: md5(body) for name, (_, body) in mnist.items()})
+    monkeypatch.setattr(datasets, 'MNIST_FILES',
+                        {name: md5(body) for name, (_, body) in mnist.items()})
 
 
 def write_mnist(directory, mnist):
@@ -118,7 +119,8 @@ def test_mnist_downloads_from_the_first_mirror_that_has_it(server, monkeypatch, 
     (train, labels, test, test_labels) = [array for array, _ in mnist.values()]
     mean, std = train.mean(), train.std()
     assert x_train.dtype == x_test.dtype == y_train.dtype == np.float32
-    np.testing.assert_allclose(x_train, ((train - mean) / std).reshape(6, 784), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(x_train, ((train - mean) / std).reshape(6, 784), rtol=1e-5,
+                               atol=1e-6)
     np.testing.assert_allclose(x_test, ((test - mean) / std).reshape(3, 784), rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(y_train, np.eye(10)[labels])
     np.testing.assert_array_equal(y_test, np.eye(10)[test_labels])
@@ -143,7 +145,8 @@ def test_nn_data_dir_switches_the_data_and_never_serves_a_stale_cache(monkeypatc
         monkeypatch.setenv('NN_DATA_DIR', str(directory))
         use_mnist(monkeypatch, mnist)
         assert datasets.data_dir() == directory
-        np.testing.assert_array_equal(datasets.load_mnist_raw()[0], mnist['train-images-idx3-ubyte.gz'][0])
+        np.testing.assert_array_equal(datasets.load_mnist_raw()[0],
+                                      mnist['train-images-idx3-ubyte.gz'][0])
     monkeypatch.delenv('NN_DATA_DIR')
     assert datasets.data_dir() == common.KIT_DIR / 'data'
 
@@ -296,7 +299,8 @@ def serve_cifar(server, monkeypatch, archive):
 def cifar_sets(cifar):
     """(train planes, train labels, test planes, test labels) of small_cifar's batches."""
     train = [cifar[f'data_batch_{number}'] for number in range(1, 6)]
-    return (np.concatenate([planes for planes, _ in train]), sum((labels for _, labels in train), []),
+    return (np.concatenate([planes for planes, _ in train]),
+            sum((labels for _, labels in train), []),
             *cifar['test_batch'])
 
 
@@ -305,7 +309,8 @@ def expected_cifar(cifar):
     train, train_labels, test, test_labels = cifar_sets(cifar)
     mean = train.mean(axis=(0, 2, 3), keepdims=True, dtype=np.float64)
     std = train.std(axis=(0, 2, 3), keepdims=True, dtype=np.float64)
-    return (train - mean) / std, np.eye(10)[train_labels], (test - mean) / std, np.eye(10)[test_labels]
+    return ((train - mean) / std, np.eye(10)[train_labels],
+            (test - mean) / std, np.eye(10)[test_labels])
 
 
 def test_cifar10_downloads_extracts_and_normalizes_per_channel(server, monkeypatch, data):
@@ -360,7 +365,8 @@ def test_cifar10_checksum_mismatch_leaves_nothing(server, monkeypatch, data):
     lambda outside: member('../escaped', b'x'),
     lambda outside: member(str(outside / 'escaped'), b'x'),
     lambda outside: member('cifar-10-batches-py/link', kind=tarfile.SYMTYPE, target=str(outside)),
-    lambda outside: member('cifar-10-batches-py/hard', kind=tarfile.LNKTYPE, target='../../escaped'),
+    lambda outside: member('cifar-10-batches-py/hard', kind=tarfile.LNKTYPE,
+                           target='../../escaped'),
     lambda outside: member('cifar-10-batches-py/dev', kind=tarfile.CHRTYPE),
 ], ids=['dotdot inside', 'dotdot', 'absolute', 'symlink', 'hardlink', 'device'])
 def test_cifar10_refuses_archives_that_escape_the_folder(server, monkeypatch, data, tmp_path, bad):
@@ -407,7 +413,8 @@ def test_cifar10_incomplete_folder_names_the_missing_batch(data):
     (data / 'cifar-10-batches-py').mkdir(parents=True)
     (data / 'cifar-10-batches-py' / 'data_batch_1').write_bytes(
         cifar_batch_pickle(*small_cifar(4, per_batch=1)['data_batch_1']))
-    with pytest.raises(datasets.DataUnavailable, match='has no file data_batch_2: delete the folder'):
+    with pytest.raises(datasets.DataUnavailable,
+                       match='has no file data_batch_2: delete the folder'):
         datasets.load_cifar10()
 
 

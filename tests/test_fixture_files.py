@@ -30,7 +30,8 @@ def test_every_case_loads_and_has_finite_arrays():
         for entry in fixture.cases:
             case = fixture.load_case(entry)
             arrays = [value for value in _leaves(case) if isinstance(value, np.ndarray)]
-            assert all(np.all(np.isfinite(array)) for array in arrays if array.dtype.kind == 'f'), entry
+            floats = [array for array in arrays if array.dtype.kind == 'f']
+            assert all(np.all(np.isfinite(array)) for array in floats), entry
 
 
 def _leaves(value):

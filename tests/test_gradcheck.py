@@ -18,7 +18,8 @@ LAYERS = [
 def built(name, args, shape):
     layer = common.build_for_check(getattr(solution, name)(**args), shape[1:])
     for parameter in layer.parameter_names:
-        setattr(layer, parameter, np.random.default_rng(1).normal(size=getattr(layer, parameter).shape))
+        setattr(layer, parameter,
+                np.random.default_rng(1).normal(size=getattr(layer, parameter).shape))
     return layer
 
 

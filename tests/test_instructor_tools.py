@@ -32,7 +32,8 @@ FIRST_LEFT_OUT = {'standard': '4.1 LeakyReLU', 'mnist': '3.1 Conv2D'}  # first h
 def run(*args, kit_dir=common.KIT_DIR, env=None, timeout=300):
     """./run.py of the kit in kit_dir, run from there."""
     return subprocess.run([sys.executable, str(Path(kit_dir) / 'run.py'), *map(str, args)],
-                          capture_output=True, text=True, cwd=kit_dir, env=env, timeout=timeout)
+                          capture_output=True, text=True, cwd=kit_dir, env=env, timeout=timeout,
+                          check=False)
 
 
 def tree(directory):
@@ -138,7 +139,8 @@ def test_kit_zip_holds_the_same_files_and_is_reproducible(kits, tmp_path):
         zipped = {info.filename: archive.read(info) for info in archive.infolist()}
         modes = {info.filename: info.external_attr >> 16 for info in archive.infolist()}
     assert zipped == {f'kit-standard/{name}': body for name, body in tree(kits['standard']).items()}
-    assert modes['kit-standard/run.py'] == 0o100755 and modes['kit-standard/solution.py'] == 0o100644
+    assert modes['kit-standard/run.py'] == 0o100755
+    assert modes['kit-standard/solution.py'] == 0o100644
     again = tmp_path / 'kit-standard'
     assert run('make-kit', '--sections', 'standard', '--out', again).returncode == 0
     assert again.with_name('kit-standard.zip').read_bytes() == \
@@ -153,7 +155,8 @@ def test_template_keeps_the_given_code_and_none_of_the_reference_regions(kits):
     _, regions = kit.parse_solution(lines, 'reference')
     outside = {line.strip() for number, line in enumerate(lines)
                if not any(region.open < number < region.close for region in regions)}
-    solved = {lines[number].strip() for region in regions for number in range(region.open + 1, region.close)}
+    solved = {lines[number].strip() for region in regions
+              for number in range(region.open + 1, region.close)}
     leaked = (solved - outside - {''}) & {line.strip() for line in template.splitlines()}
     assert solved - outside - {''}
     assert leaked == set()
@@ -169,7 +172,8 @@ def test_template_keeps_the_given_code_and_none_of_the_reference_regions(kits):
 def test_mnist_kit_has_only_its_sections_with_its_points(kits):
     template = (kits['mnist'] / 'solution.py').read_text()
     assert set(name for name in definitions(template) if '.' not in name) == {
-        'ReLU', 'Softmax', 'Dense', 'CategoricalCrossentropy', 'SGD', 'SGDMomentum', 'train_mnist_model'}
+        'ReLU', 'Softmax', 'Dense', 'CategoricalCrossentropy', 'SGD', 'SGDMomentum',
+        'train_mnist_model'}
     assert 'Conv2D' not in template and 'im2col' not in template and 'Adam' not in template
     fixtures = common.find_fixtures(kits['mnist'] / 'tests')
     table = load_table(MNIST_TABLE)
@@ -224,12 +228,15 @@ BROKEN_MARKERS = {  # what is wrong: (how the reference is broken, words of the 
     'a region left open': (lambda s: s.replace(CLOSE, '', 1), 'inside the region opened at line'),
     'nested regions': (lambda s: s.replace(OPEN, OPEN * 2, 1), 'regions cannot nest'),
     'a close without an open': (lambda s: s.replace(OPEN, '', 1), 'without an opening'),
-    'the last region never closed': (lambda s: s[:s.rindex('# your code here /\\')].rstrip(' ') + '\n',
-                                     'never closed'),
-    'a close indented differently': (lambda s: s.replace(CLOSE, CLOSE[4:], 1), 'indented differently'),
-    'a misspelt marker': (lambda s: s.replace(OPEN, '        # your code here:\n', 1), 'unknown marker'),
-    'a header inside a region': (lambda s: s.replace(CLOSE, '# ===== 2.1.2 Softmax =====\n' + CLOSE, 1),
-                                 'a section header inside the region'),
+    'the last region never closed': (
+        lambda s: s[:s.rindex('# your code here /\\')].rstrip(' ') + '\n', 'never closed'),
+    'a close indented differently': (
+        lambda s: s.replace(CLOSE, CLOSE[4:], 1), 'indented differently'),
+    'a misspelt marker': (
+        lambda s: s.replace(OPEN, '        # your code here:\n', 1), 'unknown marker'),
+    'a header inside a region': (
+        lambda s: s.replace(CLOSE, '# ===== 2.1.2 Softmax =====\n' + CLOSE, 1),
+        'a section header inside the region'),
     'a section in no table': (lambda s: s.replace(' 2.1.1 ReLU ', ' 2.1.9 ReLU ', 1),
                               'section 2.1.9 is in no points table'),
 }
@@ -261,7 +268,8 @@ def test_a_missing_reference_is_a_usage_error(tmp_path, command):
     result = run(*command, *([tmp_path / 'out'] if len(command) > 1 else []),
                  '--reference', tmp_path / 'nope.py')
     assert result.returncode == 2 and 'Traceback' not in result.stderr, result.stderr
-    assert result.stderr.splitlines()[-1].endswith(f"--reference: {tmp_path / 'nope.py'}: no such file")
+    last = result.stderr.splitlines()[-1]
+    assert last.endswith(f"--reference: {tmp_path / 'nope.py'}: no such file")
     assert not (tmp_path / 'out').exists()
 
 
@@ -365,8 +373,9 @@ def test_hidden_set_has_the_public_layout_other_values_and_grown_shapes(tmp_path
     grown = [key for key, case in public.items() if drawn_shapes(case)]
     assert len(grown) > 40
     for key in grown:  # sizes of 1 (batch of 1, 1 channel) stay, the others grow
-        assert drawn_shapes(secret[key]) == [tuple(size if size == 1 else size + GROWTH for size in shape)
-                                             for shape in drawn_shapes(public[key])], key
+        expected = [tuple(size if size == 1 else size + GROWTH for size in shape)
+                    for shape in drawn_shapes(public[key])]
+        assert drawn_shapes(secret[key]) == expected, key
     run('make-fixtures', '--hidden', tmp_path / 'again', '--seed', 5)
     assert tree(tmp_path / 'again') == tree(hidden)
     assert run('check-fixtures', hidden).returncode == 0
@@ -407,33 +416,46 @@ class Payload:
 
 
 CORRUPTIONS = {  # what is broken: (how, words of the problem)
-    'NaN in an input': (lambda d: rewrite_case(d / '00_unittest_relu_input', 0,
-                                               lambda c: c['calls'][0]['inputs'].__setitem__((0, 0), np.nan)),
-                        "00_unittest_relu_input: case 'batch of 1' (case_00.pkl): case['calls'][0]['inputs']: has NaN"),
-    'float32 array': (lambda d: rewrite_case(d / '04_unittest_sgd_input', 1,
-                                             lambda c: c['parameters'].__setitem__('A', c['parameters']['A'].astype(np.float32))),
-                      "dtype float32, expected float64"),
-    'an object in a pickle': (lambda d: (d / '01_unittest_softmax_input' / 'case_00.pkl').write_bytes(
-                                  pickle.dumps({'inputs': Payload()})),
-                              'refusing to load builtins.print'),
-    'points not the table\'s': (lambda d: rewrite_description(d / '02_unittest_dense_input',
-                                                              lambda x: x.__setitem__('points', 2.5)),
-                                'the table 2.1.3 \'Dense\' 1.5 points'),
-    'wrong number': (lambda d: (d / '13_unittest_flatten_input').rename(d / '12_unittest_flatten_input'),
-                     'should be 13_unittest_flatten_input'),
-    'expected value changed': (lambda d: rewrite_case(d / '17_unittest_adam_input', 0,
-                                                      lambda c: c['expected']['B after step 2'].__imul__(1.01)),
-                               'the reference does not pass it: failed: B after step 2 differs'),
-    'inputs of another shape': (lambda d: rewrite_case(d / '10_unittest_avgpool_input', 1,
-                                                       lambda c: c['calls'][0].__setitem__('inputs', np.zeros((4, 3, 5, 8)))),
-                                'inputs of shape (4, 3, 5, 8), input_shape (3, 5, 7)'),
-    'stray file': (lambda d: (d / '03_unittest_crossentropy_input' / 'case_09.pkl').write_bytes(b''),
-                   'files not listed in description.json: case_09.pkl'),
-    'missing directory': (lambda d: shutil.rmtree(d / '15_unittest_leakyrelu_input'),
-                          "no fixture directory for test 'leakyrelu' of section 4.1"),
-    'training bar out of range': (lambda d: rewrite_case(d / '06_unittest_mnist_input', 0,
-                                                         lambda c: c.__setitem__('min_accuracy', 90)),
-                                  'min_accuracy 90: expected 0..1'),
+    'NaN in an input': (
+        lambda d: rewrite_case(d / '00_unittest_relu_input', 0,
+                               lambda c: c['calls'][0]['inputs'].__setitem__((0, 0), np.nan)),
+        "00_unittest_relu_input: case 'batch of 1' (case_00.pkl): "
+        "case['calls'][0]['inputs']: has NaN"),
+    'float32 array': (
+        lambda d: rewrite_case(d / '04_unittest_sgd_input', 1,
+                               lambda c: c['parameters'].__setitem__(
+                                   'A', c['parameters']['A'].astype(np.float32))),
+        "dtype float32, expected float64"),
+    'an object in a pickle': (
+        lambda d: (d / '01_unittest_softmax_input' / 'case_00.pkl').write_bytes(
+            pickle.dumps({'inputs': Payload()})),
+        'refusing to load builtins.print'),
+    'points not the table\'s': (
+        lambda d: rewrite_description(d / '02_unittest_dense_input',
+                                      lambda x: x.__setitem__('points', 2.5)),
+        'the table 2.1.3 \'Dense\' 1.5 points'),
+    'wrong number': (
+        lambda d: (d / '13_unittest_flatten_input').rename(d / '12_unittest_flatten_input'),
+        'should be 13_unittest_flatten_input'),
+    'expected value changed': (
+        lambda d: rewrite_case(d / '17_unittest_adam_input', 0,
+                               lambda c: c['expected']['B after step 2'].__imul__(1.01)),
+        'the reference does not pass it: failed: B after step 2 differs'),
+    'inputs of another shape': (
+        lambda d: rewrite_case(d / '10_unittest_avgpool_input', 1,
+                               lambda c: c['calls'][0].__setitem__('inputs',
+                                                                   np.zeros((4, 3, 5, 8)))),
+        'inputs of shape (4, 3, 5, 8), input_shape (3, 5, 7)'),
+    'stray file': (
+        lambda d: (d / '03_unittest_crossentropy_input' / 'case_09.pkl').write_bytes(b''),
+        'files not listed in description.json: case_09.pkl'),
+    'missing directory': (
+        lambda d: shutil.rmtree(d / '15_unittest_leakyrelu_input'),
+        "no fixture directory for test 'leakyrelu' of section 4.1"),
+    'training bar out of range': (
+        lambda d: rewrite_case(d / '06_unittest_mnist_input', 0,
+                               lambda c: c.__setitem__('min_accuracy', 90)),
+        'min_accuracy 90: expected 0..1'),
 }
 
 
@@ -497,7 +519,8 @@ def test_adding_a_section_by_the_readme_steps(tmp_path):
     repo.mkdir()
     for name in (*kit.KIT_MODULES, 'solution.py', 'requirements.txt'):
         shutil.copy2(common.KIT_DIR / name, repo / name)
-    shutil.copytree(common.KIT_DIR / 'staff', repo / 'staff', ignore=shutil.ignore_patterns('__pycache__'))
+    shutil.copytree(common.KIT_DIR / 'staff', repo / 'staff',
+                    ignore=shutil.ignore_patterns('__pycache__'))
     for fixture in common.find_fixtures().values():
         shutil.copytree(fixture.directory, repo / 'tests' / fixture.directory.name)
     (repo / 'data').mkdir()
@@ -511,13 +534,16 @@ def test_adding_a_section_by_the_readme_steps(tmp_path):
     assert run('make-fixtures', kit_dir=repo).returncode == 0
     after = tree(repo / 'tests')
     assert {name: after[name] for name in before} == before
-    assert sorted({name.split('/')[0] for name in after.keys() - before.keys()}) == ['18_unittest_tanh_input']
+    added = {name.split('/')[0] for name in after.keys() - before.keys()}
+    assert sorted(added) == ['18_unittest_tanh_input']
     checked = run('check-fixtures', kit_dir=repo)
     assert checked.returncode == 0, checked.stdout
     tested = run('unittest', 'tanh', kit_dir=repo)
-    assert tested.returncode == 0 and tested.stdout.strip().endswith('0.5 / 0.5 points'), tested.stdout
+    assert tested.returncode == 0, tested.stdout
+    assert tested.stdout.strip().endswith('0.5 / 0.5 points'), tested.stdout
 
-    assert run('make-kit', '--sections', 'extended', '--out', tmp_path / 'kit', kit_dir=repo).returncode == 0
+    assert run('make-kit', '--sections', 'extended', '--out', tmp_path / 'kit',
+               kit_dir=repo).returncode == 0
     template = (tmp_path / 'kit' / 'solution.py').read_text()
     assert template.count('raise NotImplementedError("Tanh: your code here")') == 2
     blank = run('unittest', 'tanh', kit_dir=tmp_path / 'kit')
@@ -525,4 +551,5 @@ def test_adding_a_section_by_the_readme_steps(tmp_path):
     assert run('make-fixtures', '--hidden', tmp_path / 'hidden', kit_dir=repo).returncode == 0
     graded = run('grade', repo / 'solution.py', '--sections', 'extended', '--only', 'tanh',
                  '--hidden', tmp_path / 'hidden', kit_dir=repo)
-    assert graded.returncode == 0 and 'total 0.5 / 0.5' in graded.stdout, graded.stdout + graded.stderr
+    assert graded.returncode == 0, graded.stdout + graded.stderr
+    assert 'total 0.5 / 0.5' in graded.stdout, graded.stdout

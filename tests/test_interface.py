@@ -105,9 +105,11 @@ def test_update_parameters_steps_with_the_optimizer():
 
 @pytest.mark.parametrize('breakage, error, message', [
     (lambda layer: delattr(layer, 'a_grad'), AttributeError, r'Scale.a_grad is missing'),
-    (lambda layer: setattr(layer, 'a_grad', np.ones(5)), ValueError, r'Scale.a_grad has shape \(5,\), expected \(2,\)'),
+    (lambda layer: setattr(layer, 'a_grad', np.ones(5)), ValueError,
+     r'Scale.a_grad has shape \(5,\), expected \(2,\)'),
     (lambda layer: layer.a_grad.fill(np.nan), FloatingPointError, r'Scale.a_grad has NaN or inf'),
-    (lambda layer: setattr(layer, 'a', 'oops'), AttributeError, r'Scale.a is missing or not an ndarray'),
+    (lambda layer: setattr(layer, 'a', 'oops'), AttributeError,
+     r'Scale.a is missing or not an ndarray'),
 ])
 def test_update_parameters_reports_broken_parameters(breakage, error, message):
     layer = model_with(Scale(input_shape=(2,))).layers[0]

@@ -13,7 +13,8 @@ QUICK_FIXTURES = {name: fixture for name, fixture in common.find_fixtures().item
 def failing_tests(edit, tmp_path):
     """Names of the quick tests that the edited solution fails."""
     source = REFERENCE.read_text()
-    assert source.count(edit.old) == 1, f"the edit's text must occur once in solution.py: {edit.old!r}"
+    assert source.count(edit.old) == 1, \
+        f"the edit's text must occur once in solution.py: {edit.old!r}"
     path = tmp_path / 'solution.py'
     path.write_text(source.replace(edit.old, edit.new))
     solution = common.load_solution(path, name=f"edited_{tmp_path.name}")
@@ -33,5 +34,6 @@ def test_correct_variant_passes_every_test(variant, tmp_path):
 
 def test_reference_passes_every_quick_test():
     solution = common.load_solution(REFERENCE, name='reference_for_mutants')
-    assert {name: common.run_test(fixture, solution).verdict
-            for name, fixture in QUICK_FIXTURES.items()} == {name: 'passed' for name in QUICK_FIXTURES}
+    verdicts = {name: common.run_test(fixture, solution).verdict
+                for name, fixture in QUICK_FIXTURES.items()}
+    assert verdicts == {name: 'passed' for name in QUICK_FIXTURES}

@@ -13,7 +13,7 @@ def run(*args, solution=None):
     command = [sys.executable, str(common.KIT_DIR / 'run.py'), *args]
     if solution is not None:
         command += ['--solution', str(solution)]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
 
 
 def edited(tmp_path, old, new):

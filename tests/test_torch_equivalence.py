@@ -34,7 +34,8 @@ HEADS = {'GlobalAveragePooling': ('GlobalAveragePooling', ()), 'Flatten': ('Flat
 
 
 def random_parameter(name, shape, rng):
-    """A float64 value for a kit parameter: gamma near 1, beta and biases near 0, weights He-scaled."""
+    """A float64 value for a kit parameter: gamma near 1, beta and biases near 0, weights
+    He-scaled."""
     if name == 'gamma':
         return 1 + 0.2 * rng.normal(size=shape)
     if name in ('beta', 'biases'):
@@ -140,7 +141,8 @@ def test_network_matches_torch(head):
     optimizer.step()
     for number, (layer, (module, pairs)) in enumerate(zip(model.layers, twins)):
         for name, (parameter, to_kit) in pairs.items():
-            assert_close(getattr(layer, name), to_kit(parameter), f"layer {number} {layer.name}.{name}")
+            assert_close(getattr(layer, name), to_kit(parameter),
+                         f"layer {number} {layer.name}.{name}")
         if layer.name == 'BatchNormalization':
             m = values_per_channel(layer, BATCH)
             with torch.no_grad():  # torch's unbiased running variance -> the biased reading
