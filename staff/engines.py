@@ -37,7 +37,10 @@ went away, Slurm ended its job) is submitted again, at most `retries` more
 times; the section is counted once, whichever try finishes. After the last
 try the SectionRun has lost=True and failure saying why; the caller gives
 the section the verdict `error` and goes on. Pass retries=0 to count
-attempts yourself (the checking service does). A task that raised on the
+attempts yourself (the checking service does). On Dask the handles count
+the tries: the engine sets the scheduler's allowed-failures to 0, so a task
+lost with its worker comes back at once as KilledWorker and is resubmitted
+under a new key. A task that raised on the
 worker (a kit that differs from the grading host's, a sandbox that does not
 start) is not retried: it is not the worker's loss.
 
@@ -62,6 +65,7 @@ from staff.sandbox import Finished, Limits
 
 ENGINES = ('local', 'dask', 'slurm')
 RETRIES = 2  # default tries beyond the first for a task lost with its worker
+CONNECT_TIMEOUT = 10  # seconds to reach a Dask scheduler
 
 
 class EngineError(Exception):
@@ -310,7 +314,7 @@ class DaskEngine:
                                         processes=True, resources={'slots': cores},
                                         dashboard_address=None, host='127.0.0.1')
         try:
-            self.client = Client(self.cluster or scheduler, timeout=30)
+            self.client = Client(self.cluster or scheduler, timeout=CONNECT_TIMEOUT)
         except OSError as error:
             self.close()
             raise EngineError(f"no Dask scheduler answers at {scheduler} ({error}); start one "
