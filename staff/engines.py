@@ -58,7 +58,6 @@ import os
 import socket
 import threading
 from concurrent.futures import CancelledError, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 
 from staff.sandbox import Finished, Limits
@@ -154,10 +153,7 @@ class LocalHandle:
         return self.future.done()
 
     def result(self, timeout=None):
-        try:
-            return self.future.result(timeout)
-        except FutureTimeout:
-            raise TimeoutError(f"no result within {timeout} s") from None
+        return self.future.result(timeout)  # its TimeoutError is the built-in one (3.11)
 
     def cancel(self):
         return self.future.cancel()
@@ -321,11 +317,20 @@ class DaskEngine:
                               f"with: dask scheduler") from None
         self.client.run_on_scheduler(forbid_reruns)
         self.address = self.client.scheduler.address
-        self.slots = cores or self.largest_worker()
+        try:
+            self.slots = cores or self.largest_worker()
+        except EngineError:
+            self.close()
+            raise
 
     def largest_worker(self):
         """The slots of the largest worker now connected (waits up to a minute for one)."""
-        self.client.wait_for_workers(1, timeout=60)
+        try:
+            self.client.wait_for_workers(1, timeout=60)
+        except TimeoutError:
+            raise EngineError(f"no Dask worker joined {self.address} within 60 s; start them "
+                              f"with: dask worker {self.address} --nthreads N --resources "
+                              f"slots=N") from None
         workers = self.client.scheduler_info()['workers'].values()
         slots = [worker.get('resources', {}).get('slots', 0) for worker in workers]
         if not any(slots):
