@@ -216,6 +216,32 @@ def test_task_lost_on_every_try_is_an_error_after_its_retries(dying_engine, retr
     assert (result.verdict, result.awarded, result.tries) == ('error', 0, retries + 1)
 
 
+def test_training_section_takes_its_whole_worker():
+    """Every slot of the worker (as cores), so it never shares the worker;
+    ordinary sections share it."""
+    def timed(task):  # a stand-in task function (nested: sent by value): when it ran
+        import time
+        start = time.time()
+        time.sleep(1)
+        return engines.SectionRun(worker=f"{start} {time.time()}")
+
+    engine = engines.DaskEngine(workers=1, cores=2)
+    try:
+        engine.task_function = timed
+        relu = grader.Grader(grader.find_table('standard'), 'relu', isolation='none')
+        task = relu.task(relu.plans[0], 'alice 2.1.1', b'')
+        training = engines.SectionTask(**{**task.__dict__, 'training': True})
+        handles = [engine.submit(task), engine.submit(task), engine.submit(training),
+                   engine.submit(task)]
+        (a, b), (c, d), (t0, t1), (e, f) = [map(float, handle.result(60).worker.split())
+                                            for handle in handles]
+    finally:
+        engine.close()
+    assert engine.slots == 2
+    assert max(a, c) < min(b, d)  # the first two ordinary sections ran side by side
+    assert all(t1 <= start or end <= t0 for start, end in ((a, b), (c, d), (e, f)))
+
+
 # ========================= An interrupted batch ==============================
 
 def test_interrupted_batch_resumes_without_regrading(tmp_path):
