@@ -1,6 +1,6 @@
 """Course-staff commands of ./run.py, and their shared command-line plumbing.
 
-Each command module (staff/fixtures.py, validate.py, kit.py, grader.py) adds
+Each command module (staff/fixtures.py, validate.py, kit.py, grader.py, similarity.py) adds
 its arguments with add_arguments(parser) and runs with main(args) -> exit
 status; a usage problem is raised as UsageError (or the kit's FixtureError,
 DataUnavailable) and printed here as one line `./run.py COMMAND: ...`, exit 2.
@@ -27,7 +27,15 @@ COMMANDS = (  # name, the module with add_arguments(parser) and main(args), help
     ('check-fixtures', 'staff.validate', 'validate fixture directories'),
     ('make-kit', 'staff.kit', 'write the student kit (a folder and a zip)'),
     ('grade', 'staff.grader', 'grade submitted solution.py files in a sandbox'),
+    ('similarity', 'staff.similarity', 'rank pairs of similar submissions (copies)'),
 )
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with a bad argument told in one line (not the whole usage)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: {message}\n")
 
 
 def existing_file(text):
@@ -62,17 +70,17 @@ def find_table(name):
 
 
 def parse_size(text):
-    """'2G', '512M', '1.5GiB', '1000000' -> bytes."""
+    """'2G', '512M', '1.5GiB', '1000000' -> bytes (at least 1)."""
     match = re.fullmatch(r'(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?', text.strip().lower())
-    if not match:
+    size = match and int(float(match[1]) * 1024 ** 'bkmgt'.index(match[2] or 'b'))
+    if not size:
         raise argparse.ArgumentTypeError(f"{text!r}: give a size such as 2G or 512M")
-    number, unit, _ = match.groups()
-    return int(float(number) * 1024 ** 'bkmgt'.index(unit or 'b'))
+    return size
 
 
 def main(argv):
     """./run.py <staff command> ...: returns the exit status."""
-    parser = argparse.ArgumentParser(prog='./run.py', description='Course-staff commands.')
+    parser = Parser(prog='./run.py', description='Course-staff commands.')
     commands = parser.add_subparsers(dest='command', required=True, metavar='command')
     for name, module_name, help_text in COMMANDS:
         module = importlib.import_module(module_name)  # here: the modules import this one

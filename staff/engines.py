@@ -45,7 +45,8 @@ worker (a kit that differs from the grading host's, a sandbox that does not
 start) is not retried: it is not the worker's loss.
 
 SectionTask and SectionRun are plain picklable data; `run_on_worker` is the
-task function every engine calls, a thin call into grader.run_task.
+task function every engine calls, a thin call into grader.run_task (which
+calls grader.run_child, the one entry point for running a section).
 
 Workers need the kit's checkout (interface.py, common.py, run.py, staff/,
 tests/*_input/) at the same commit as the grading host: a shared file system
@@ -76,18 +77,21 @@ class SectionTask:
     """One section of one submission, as it travels to a worker."""
     name: str                 # for people: 'alice 2.1.1'
     source: bytes             # the submission's solution.py
-    inputs: list              # the cases' inputs (common.case_inputs): no expected outputs
+    cases: list               # (test, case name, inputs): common.case_inputs, no expected outputs
     limits: Limits
     training: bool            # takes every slot of its worker
     isolation: str            # bwrap, unshare or none: as the grading host resolved it
     kit: str                  # digest of the kit files the grading host uses
-    hide: tuple = ()          # directories the unshare jail hides, where they exist
+    import_wall: float | None = None  # seconds to import solution.py (training sections)
+    cgroups: bool = True      # bound it by cgroups where the worker has them
 
 
 @dataclass
 class SectionRun:
     """What came back for one SectionTask."""
-    finished: Finished | None = None  # the child's exit, output and raw results channel
+    finished: Finished | None = None  # how the child ended, its output
+    child: object = None              # grader.ChildReport: the child's raw results (training
+                                      # labels in the test set's order, timed on the worker)
     worker: str = ''                  # the worker of the try that finished (or the last)
     isolation: str = ''               # the isolation the child ran in
     tries: int = 1                    # tries made, the finishing one included
