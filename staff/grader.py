@@ -15,6 +15,7 @@ hidden set's too (common.section_passes). Verdicts: common.Verdict.
 """
 import argparse
 import csv
+import hashlib
 import io
 import json
 import math
@@ -25,10 +26,9 @@ import shutil
 import signal
 import sys
 import tempfile
-import threading
 import time
+import tomllib
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
@@ -39,8 +39,9 @@ import numpy as np
 import common
 from common import Verdict
 from datasets import DATASETS, DataUnavailable, data_dir
-from staff import cgroups, sandbox, training
-from staff.cli import UsageError, find_table, parse_size, table_names
+from staff import cgroups, engines, journal, sandbox, training
+from staff.cli import UsageError, existing_file, find_table, parse_size, table_names
+from staff.engines import SectionRun, SectionTask
 from staff.fixtures import CIFAR_TIME_LIMIT, MNIST_TIME_LIMIT
 from staff.kit import KIT_MODULES
 from staff.points import STANDARD_TABLE, Section
@@ -56,6 +57,7 @@ TRAINING_ALLOWANCE = common.TRAINING_ALLOWANCE
 CHANNEL_LIMIT = 256 * MIB
 CHILD_SCRIPT = Path(__file__).resolve().with_name('child.py')
 HIDDEN = 'hidden: '  # prefix of the hidden cases' names
+WINDOW = 16  # sections in flight in a batch at least
 HIDDEN_FAILURE = "the results differ from the expected ones (hidden cases show no values)"
 
 
@@ -126,11 +128,8 @@ def isolation_problem(isolation):
 
 def probe(isolation, limits, groups=None):
     """Why a child with these limits cannot import numpy in this sandbox, or ''."""
-    with tempfile.TemporaryDirectory(prefix='nn-grade-probe-') as directory:
-        submission = Path(directory) / 'solution.py'
-        submission.write_text('')
-        plan = Plan(Section('probe', 'probe', 0.0, ()), limits=limits)
-        finished, child = run_child(submission, plan, isolation, groups, probe=True)
+    plan = Plan(Section('probe', 'probe', 0.0, ()), limits=limits)
+    finished, child = run_child(b'', plan, isolation, groups, probe=True)
     if child.imported:
         return ''
     output = finished.output.decode(errors='replace').strip().splitlines()
@@ -182,7 +181,7 @@ def bytecode(source, mtime_ns):
 
 
 @contextmanager
-def work_directory(submission, cases, fixtures):
+def work_directory(source, cases, fixtures):
     """A fresh directory: copies of the kit's files (with their bytecode, which
     saves every child compiling them) and public fixtures, the submission as
     solution.py, the child script and the cases' inputs."""
@@ -190,13 +189,13 @@ def work_directory(submission, cases, fixtures):
     try:
         (stage / '__pycache__').mkdir()
         for name in KIT_MODULES:
-            source = common.KIT_DIR / name
-            shutil.copy2(source, stage / name)
-            (stage / '__pycache__' / f"{source.stem}.{sys.implementation.cache_tag}.pyc"
-             ).write_bytes(bytecode(source, (stage / name).stat().st_mtime_ns))
+            module = common.KIT_DIR / name
+            shutil.copy2(module, stage / name)
+            (stage / '__pycache__' / f"{module.stem}.{sys.implementation.cache_tag}.pyc"
+             ).write_bytes(bytecode(module, (stage / name).stat().st_mtime_ns))
         for fixture in fixtures.values():
             shutil.copytree(fixture.directory, stage / 'tests' / fixture.directory.name)
-        shutil.copyfile(submission, stage / 'solution.py')
+        (stage / 'solution.py').write_bytes(source)
         shutil.copyfile(CHILD_SCRIPT, stage / '_grader_child.py')
         inputs = [common.case_inputs(case) for _, _, case in cases]
         (stage / '_grader_cases.pkl').write_bytes(pickle.dumps(inputs, protocol=4))
@@ -227,8 +226,8 @@ def section_group(groups, limits):
         group.remove()
 
 
-def run_child(submission, plan, isolation, groups=None, fixtures=None, probe=False):
-    """Runs one section's cases against a submission in a sandboxed child.
+def run_child(source, plan, isolation, groups=None, fixtures=None, probe=False):
+    """Runs one section's cases against a submission (its source) in a sandboxed child.
 
     The one entry point for running a section, wherever it runs (this
     machine or a cluster engine's worker): `plan` holds the cases and the
@@ -241,7 +240,7 @@ def run_child(submission, plan, isolation, groups=None, fixtures=None, probe=Fal
     """
     fixtures = common.find_fixtures() if fixtures is None else fixtures
     deliveries = [] if probe else training.deliveries(plan.cases)
-    with work_directory(submission, plan.cases, fixtures if not probe else {}) as stage, \
+    with work_directory(source, plan.cases, fixtures if not probe else {}) as stage, \
             section_group(groups, plan.limits) as group:
         jail = sandbox.jail_setup(stage) if isolation == 'unshare' else None
         setup = json.dumps({'limits': plan.limits.for_child(), 'jail': jail,
@@ -255,6 +254,50 @@ def run_child(submission, plan, isolation, groups=None, fixtures=None, probe=Fal
     child = read_channel(finished.channel, len(plan.cases))
     training.restore_results(deliveries, child, finished)
     return finished, child
+
+
+def kit_files():
+    """The kit's files a child's work directory copies: (name there, path here)."""
+    files = [(name, common.KIT_DIR / name) for name in KIT_MODULES]
+    for fixture in common.find_fixtures().values():
+        files += [(f"tests/{fixture.directory.name}/{path.name}", path)
+                  for path in sorted(fixture.directory.iterdir()) if path.is_file()]
+    return files
+
+
+@cache
+def kit_digest():
+    """SHA-256 of the kit files and the child script: a worker must have the same."""
+    digest = hashlib.sha256()
+    for name, path in [*kit_files(), ('_grader_child.py', CHILD_SCRIPT)]:
+        digest.update(f"{name}\0{path.stat().st_size}\0".encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+@cache
+def worker_cgroups():
+    """This machine's cgroups for sections (None where there are none)."""
+    return cgroups.find()[0]
+
+
+def run_task(task, worker):
+    """One section on this machine, where an engine's worker runs it: run_child,
+    and the child's raw results as a SectionRun, for the grading host to judge."""
+    start = time.monotonic()
+    if task.kit != kit_digest():
+        return SectionRun(worker=worker, failure=f"the worker's kit at {common.KIT_DIR} differs "
+                                                 f"from the grading host's: run workers from a "
+                                                 f"checkout of the same commit")
+    if problem := isolation_problem(task.isolation):
+        return SectionRun(worker=worker, failure=f"{task.isolation} does not work on the worker: "
+                                                 f"{problem}")
+    plan = Plan(Section('task', task.name, 0.0, ()), list(task.cases), task.limits, task.training,
+                import_wall=task.import_wall)
+    finished, child = run_child(task.source, plan, task.isolation,
+                                worker_cgroups() if task.cgroups else None)
+    return SectionRun(finished, child, worker, task.isolation,
+                      seconds=time.monotonic() - start)
 
 
 # ============================ The results channel ===========================
@@ -354,6 +397,8 @@ class SectionResult:
     details: str = ''
     output: str = ''
     test_verdicts: dict = field(default_factory=dict)
+    worker: str = ''   # where it ran: host name, and a Dask worker's address
+    tries: int = 0     # tries of the engine (more than 1 when a worker was lost)
 
     @property
     def awarded(self):
@@ -364,7 +409,8 @@ class SectionResult:
                 'tests': list(self.section.tests), 'points': self.section.points,
                 'awarded': self.awarded, 'verdict': self.verdict, 'message': self.message,
                 'seconds': round(self.seconds, 3), 'test_verdicts': self.test_verdicts,
-                'details': self.details, 'output': self.output}
+                'details': self.details, 'output': self.output, 'worker': self.worker,
+                'tries': self.tries}
 
 
 def stop_reason(finished, limits, child, during):
@@ -408,6 +454,16 @@ def judge_case(case, result, hidden):
         message = HIDDEN_FAILURE
     lines = message.strip().splitlines() or ['']
     return verdict, lines[-1] if verdict == Verdict.ERROR else lines[0], message
+
+
+def judge_run(plan, run):
+    """The section's result from what its engine brought back."""
+    if run.failure:
+        result = SectionResult(plan.section, Verdict.ERROR, run.failure)
+    else:
+        result = judge(plan, run.child, run.finished)
+    result.worker, result.tries = run.worker, run.tries
+    return result
 
 
 def child_output(finished):
@@ -504,6 +560,7 @@ class Report:
     seconds: float = 0.0
     failure: str = ''      # why grading this submission broke down, if it did
     warning: str = ''      # the first line of every output: no sandbox
+    engine: str = ''       # the engine that ran its sections
 
     @property
     def total(self):
@@ -518,7 +575,8 @@ class Report:
                 'submission': self.submission, 'total': self.total, 'max_total': self.max_total,
                 'sections': [result.to_json() for result in self.sections],
                 'isolation': self.isolation, 'limits': self.limits,
-                'seconds': round(self.seconds, 3), 'failure': self.failure}
+                'seconds': round(self.seconds, 3), 'failure': self.failure,
+                'engine': self.engine}
 
     def to_gradescope(self):
         """Gradescope's results.json: a test per section."""
@@ -553,7 +611,8 @@ class Report:
 
     def footer(self):
         limits = '; '.join(f"{name}: {text}" for name, text in self.limits.items())
-        return f"isolation: {self.isolation}\nlimits: {limits}"
+        engine = f"\nengine: {self.engine}" if self.engine else ''
+        return f"isolation: {self.isolation}\nlimits: {limits}{engine}"
 
     def preamble(self):
         """The lines every output starts with: a warning when there was no sandbox."""
@@ -561,12 +620,12 @@ class Report:
 
     def table(self):
         header = (f"{'section':8} {'title':22} {'points':>6} {'awarded':>7}  {'verdict':15} "
-                  f"{'time':>7}")
+                  f"{'time':>7}  worker")
         lines = [*self.preamble(), header]
         for result in self.sections:
             lines.append(f"{result.section.number:8} {result.section.title[:22]:22} "
                          f"{result.section.points:6g} {result.awarded:7g}  {result.verdict:15} "
-                         f"{result.seconds:6.1f}s")
+                         f"{result.seconds:6.1f}s  {printable(result.worker)}")
             if result.message:
                 lines.append(f"{'':9}{printable(result.message)}")
         if self.failure:
@@ -576,44 +635,6 @@ class Report:
 
 
 # ================================= Grading ==================================
-
-class Slots:
-    """Ordinary sections run side by side; a training section runs alone.
-
-    A training section gets every core, and its time limit is only fair
-    when nothing else runs; waiting training sections go first.
-    """
-
-    def __init__(self):
-        self.condition = threading.Condition()
-        self.running, self.alone, self.waiting_alone = 0, False, 0
-
-    @contextmanager
-    def shared(self):
-        with self.condition:
-            self.condition.wait_for(lambda: not self.alone and not self.waiting_alone)
-            self.running += 1
-        try:
-            yield
-        finally:
-            with self.condition:
-                self.running -= 1
-                self.condition.notify_all()
-
-    @contextmanager
-    def exclusive(self):
-        with self.condition:
-            self.waiting_alone += 1
-            self.condition.wait_for(lambda: not self.alone and not self.running)
-            self.waiting_alone -= 1
-            self.alone = True
-        try:
-            yield
-        finally:
-            with self.condition:
-                self.alone = False
-                self.condition.notify_all()
-
 
 class Grader:
     """Grades submissions against the kit's fixtures with one points table."""
@@ -639,7 +660,6 @@ class Grader:
         self.description = '; '.join([sandbox.describe(self.isolation), self.bounded(no_cgroups),
                                       *notes])
         self.warning = sandbox.NO_SANDBOX if self.isolation == 'none' else ''
-        self.slots = Slots()
 
     def bounded(self, no_cgroups):
         """What the limits cover, for the isolation line."""
@@ -701,34 +721,30 @@ class Grader:
                 limits['+'.join(plan.section.tests)] = plan.limits.describe()
         return limits
 
-    def grade(self, submission):
-        """The Report of one solution.py."""
-        start = time.monotonic()
-        results = list(self.section_results(submission))
-        return Report(str(submission), results, self.description, self.limit_descriptions(),
-                      time.monotonic() - start, warning=self.warning)
-
-    def section_results(self, submission):
-        """Each section's SectionResult as soon as it is known (the checking service
-        shows them one by one); after an import failure the rest fail alike unrun."""
-        import_failure = None
+    def digest(self):
+        """SHA-256 of what decides the verdicts but the submission: the points
+        table and limits of the sections graded, the kit and its public
+        fixtures, the hidden set."""
+        digest = hashlib.sha256(kit_digest().encode())
         for plan in self.plans:
-            if plan.unavailable:
-                yield SectionResult(plan.section, Verdict.NOT_AVAILABLE, plan.unavailable)
-            elif import_failure:
-                yield SectionResult(plan.section, Verdict.IMPORT_FAILED, import_failure.message,
-                                    details=import_failure.details)
-            else:
-                result = self.grade_section(plan, submission)
-                if result.verdict == Verdict.IMPORT_FAILED:
-                    import_failure = result
-                yield result
+            digest.update(repr((plan.section, plan.limits, plan.unavailable)).encode())
+        for fixture in (self.hidden or {}).values():
+            for path in sorted(fixture.directory.iterdir()):
+                digest.update(path.name.encode() + b'\0' + path.read_bytes())
+        return digest.hexdigest()
 
-    def grade_section(self, plan, submission):
-        with self.slots.exclusive() if plan.training else self.slots.shared():
-            finished, child = run_child(submission, plan, self.isolation, self.cgroups,
-                                        self.fixtures)
-        return judge(plan, child, finished)
+    def task(self, plan, name, source):
+        """The SectionTask of one section of one submission (its source): the cases'
+        inputs only, never their expected outputs."""
+        cases = [(test, case_name, common.case_inputs(case))
+                 for test, case_name, case in plan.cases]
+        return SectionTask(name, source, cases, plan.limits, plan.training, self.isolation,
+                           kit_digest(), plan.import_wall, self.cgroups is not None)
+
+    def grade(self, submission, engine=None):
+        """The Report of one solution.py (on a local engine by default)."""
+        return self.grade_all({Path(submission).stem: submission}, engine, strict=True)[
+            Path(submission).stem]
 
     def failed_report(self, submission, error):
         """The report of a submission that broke the grader: 0 points, verdict error."""
@@ -738,25 +754,154 @@ class Grader:
                       self.description, self.limit_descriptions(), failure=message,
                       warning=self.warning)
 
-    def grade_all(self, submissions, jobs, progress=print):
-        """{student: Report} for {student: path}, `jobs` submissions at a time."""
-        reports = {}
-        pool = ThreadPoolExecutor(max_workers=jobs)
+    def grade_all(self, submissions, engine=None, on_report=None, bar=None, strict=False):
+        """{student: Report} for {student: path}, every section a task of `engine`.
+
+        on_report(student, report) is called as soon as a submission's last
+        section is judged. A submission that breaks the grader gets
+        failed_report (strict: the exception goes on). On an interrupt, the
+        sections not yet started are cancelled.
+        """
+        own = engine is None
+        engine = engine or engines.LocalEngine()
+        batch = Batch(self, engine, iter(submissions.items()), on_report or (lambda *_: None),
+                      bar, strict)
         try:
-            futures = {pool.submit(self.grade, path): student
-                       for student, path in submissions.items()}
-            for future in as_completed(futures):
-                student = futures[future]
-                try:
-                    reports[student] = future.result()
-                except Exception as error:  # whatever the submission did to us: a row, go on
-                    reports[student] = self.failed_report(submissions[student], error)
-                report = reports[student]
-                progress(f"{printable(student)}: {report.total:g} / {report.max_total:g}"
-                         + (f"  ({report.summary()})" if report.non_passed() else ''))
-        finally:  # on Ctrl-C, only the sections already running finish
-            pool.shutdown(cancel_futures=True)
-        return dict(sorted(reports.items()))
+            batch.run()
+        finally:
+            batch.cancel()
+            if own:
+                engine.close()
+        return dict(sorted(batch.reports.items()))
+
+
+class Batch:
+    """Submissions in flight on an engine: their sections submitted, judged as
+    they come back, about twice as many sections queued or running as the
+    engine has slots (at least WINDOW)."""
+
+    def __init__(self, grader, engine, waiting, on_report, bar, strict):
+        self.grader, self.engine, self.waiting = grader, engine, waiting
+        self.on_report, self.bar, self.strict = on_report, bar, strict
+        self.window = max(WINDOW, 2 * engine.capacity())
+        self.flight = {}   # student: Submission
+        self.reports = {}
+        self.lost_tries = 0
+        self.counted = 0.0  # when the bar's counts were last asked of the engine
+
+    def run(self):
+        while self.fill() or self.flight:
+            if not self.collect():
+                time.sleep(0.05)
+            self.show()
+
+    def fill(self):
+        """Starts submissions while the window has room; False when none is left."""
+        while sum(len(entry.handles) for entry in self.flight.values()) < self.window:
+            student, path = next(self.waiting, (None, None))
+            if student is None:
+                return False
+            try:
+                self.flight[student] = Submission(self.grader, self.engine, student, path)
+            except Exception as error:  # an unreadable file: an error row
+                self.finish(student, error=error, path=path)
+        return True
+
+    def collect(self):
+        """Judges the sections that came back; True when any did."""
+        arrived = False
+        for student, entry in list(self.flight.items()):
+            try:
+                arrived |= entry.collect()
+            except Exception as error:  # a result the grader could not judge
+                if self.strict:
+                    raise
+                entry.cancel()
+                self.finish(student, error=error, path=entry.path)
+                continue
+            if entry.complete():
+                self.finish(student, entry.report())
+        return arrived
+
+    def finish(self, student, report=None, error=None, path=None):
+        if error is not None:
+            if self.strict:
+                raise error
+            report = self.grader.failed_report(path, error)
+        report.engine = self.engine.describe()
+        self.flight.pop(student, None)
+        self.lost_tries += sum(result.tries - 1 for result in report.sections if result.tries)
+        self.reports[student] = report
+        self.on_report(student, report)
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def show(self):
+        """Once a second: the window (Slurm workers come and go), the progress bar."""
+        if time.monotonic() < self.counted + 1:
+            return
+        self.counted = time.monotonic()
+        self.window = max(WINDOW, 2 * self.engine.capacity())
+        if self.bar is None:
+            return
+        counts = self.engine.counts()
+        lost = self.lost_tries + sum(handle.tries for entry in self.flight.values()
+                                     for handle in entry.handles.values())
+        self.bar.set_postfix(running=counts['running'], queued=counts['queued'],
+                             failed_tries=lost, refresh=True)
+
+    def cancel(self):
+        for entry in self.flight.values():
+            entry.cancel()
+
+
+class Submission:
+    """One submission's sections on an engine, and their results so far."""
+
+    def __init__(self, grader, engine, student, path):
+        self.grader, self.path, self.start = grader, path, time.monotonic()
+        source = Path(path).read_bytes()
+        self.results, self.handles = {}, {}
+        for index, plan in enumerate(grader.plans):
+            if plan.unavailable:
+                self.results[index] = SectionResult(plan.section, Verdict.NOT_AVAILABLE,
+                                                    plan.unavailable)
+            else:
+                self.handles[index] = engine.submit(
+                    grader.task(plan, f"{student} {plan.section.number}", source))
+
+    def collect(self):
+        arrived = False
+        for index, handle in list(self.handles.items()):
+            if index in self.handles and handle.done():  # not taken by an import failure
+                del self.handles[index]
+                self.results[index] = judge_run(self.grader.plans[index], handle.result())
+                arrived = True
+                if self.results[index].verdict == Verdict.IMPORT_FAILED:
+                    self.share_import_failure(self.results[index])
+        return arrived
+
+    def share_import_failure(self, failure):
+        """The sections not started yet get the import failure without running."""
+        for index, handle in list(self.handles.items()):
+            if handle.cancel():
+                del self.handles[index]
+                self.results[index] = SectionResult(
+                    self.grader.plans[index].section, Verdict.IMPORT_FAILED, failure.message,
+                    details=failure.details, worker=failure.worker, tries=failure.tries)
+
+    def complete(self):
+        return not self.handles
+
+    def report(self):
+        grader = self.grader
+        return Report(str(self.path), [self.results[index] for index in range(len(grader.plans))],
+                      grader.description, grader.limit_descriptions(),
+                      time.monotonic() - self.start, warning=grader.warning)
+
+    def cancel(self):
+        for handle in self.handles.values():
+            handle.cancel()
 
 
 # =================================== CLI ====================================
@@ -781,11 +926,9 @@ def find_submissions(directory):
 # The output formats: write(path, grader, reports, batch) with reports {student: Report};
 # batch is False for one submission given as a file.
 
-def write_json(path, grader, reports, batch=True):
-    """One submission: its report; a batch: {student: report}."""
-    data = ({student: report.to_json() for student, report in reports.items()} if batch
-            else next(iter(reports.values())).to_json())
-    Path(path).write_text(json.dumps(data, indent=2) + '\n')
+def write_json(path, grader, reports, batch=False):
+    """One submission's report (a batch's JSON Lines come from staff/journal.py)."""
+    Path(path).write_text(json.dumps(next(iter(reports.values())).to_json(), indent=2) + '\n')
 
 
 def write_gradescope(path, grader, reports, batch=False):
@@ -794,16 +937,22 @@ def write_gradescope(path, grader, reports, batch=False):
     Path(path).write_text(json.dumps(data, indent=2) + '\n')
 
 
+def csv_header(grader):
+    return ['student', *(plan.section.number for plan in grader.plans), 'total', 'verdicts']
+
+
+def csv_row(student, report):
+    """student, points per section, total, the non-passed verdicts."""
+    return [student, *(f"{result.awarded:g}" for result in report.sections),
+            f"{report.total:g}", report.non_passed()]
+
+
 def write_csv(path, grader, reports, batch=True):
     """A row per student: points per section, total, the verdicts other than passed."""
-    numbers = [plan.section.number for plan in grader.plans]
     with open(path, 'w', newline='') as file:
         writer = csv.writer(file)
-        writer.writerow(['student', *numbers, 'total', 'verdicts'])
-        for student, report in reports.items():
-            awarded = {result.section.number: result.awarded for result in report.sections}
-            writer.writerow([student, *(f"{awarded[number]:g}" for number in numbers),
-                             f"{report.total:g}", report.non_passed()])
+        writer.writerow(csv_header(grader))
+        writer.writerows(csv_row(student, report) for student, report in reports.items())
 
 
 @dataclass(frozen=True)
@@ -877,8 +1026,30 @@ def add_arguments(parser):
                         help='also run the hidden fixture set in DIR (same layout as tests/)')
     for name, output in OUTPUT_FORMATS.items():
         parser.add_argument(f"--{name}", type=Path, metavar='FILE', help=output.help)
-    parser.add_argument('--jobs', type=positive(int), default=cores(),
-                        help='submissions graded at a time (default: the number of cores)')
+    parser.add_argument('--restart', action='store_true',
+                        help='grade every submission again, dropping the results files\' rows')
+    run = parser.add_argument_group('where the sections run')
+    run.add_argument('--engine', choices=engines.ENGINES, default='local',
+                     help='local (default): this machine; dask: a Dask cluster (--scheduler) or '
+                          'worker processes here; slurm: Dask workers as Slurm jobs')
+    run.add_argument('--jobs', type=positive(int), default=cores(),
+                     help='local: sections at a time (default: the number of cores)')
+    run.add_argument('--scheduler', metavar='ADDRESS',
+                     help='dask: a running scheduler, e.g. tcp://lab1:8786 (default: start '
+                          'worker processes on this machine)')
+    run.add_argument('--workers', type=positive(int), metavar='N',
+                     help='dask without --scheduler, slurm: worker processes or Slurm jobs '
+                          '(default 1)')
+    run.add_argument('--worker-cores', type=positive(int), metavar='N',
+                     help='dask without --scheduler, slurm: cores (slots) per worker; a training '
+                          'section takes them all (default: all cores here; slurm 2)')
+    run.add_argument('--worker-memory', metavar='SIZE', help='slurm: memory per job, e.g. 8GB')
+    run.add_argument('--partition', help='slurm: the partition (queue) of the jobs')
+    run.add_argument('--account', help='slurm: the account charged')
+    run.add_argument('--walltime', metavar='HH:MM:SS', help='slurm: the jobs\' time limit')
+    run.add_argument('--slurm-config', type=existing_file, metavar='FILE',
+                     help='slurm: a TOML file with partition, account, walltime, cores, memory, '
+                          'workers, scheduler_host, log_directory (flags override it)')
     parser.add_argument('--isolation', choices=('auto', *sandbox.ISOLATIONS), default='auto',
                         help="auto (default): bwrap if it works, else unshare; none (no sandbox: "
                              "the submission can read everything) only when asked for")
@@ -905,13 +1076,49 @@ def add_arguments(parser):
                           help='BLAS threads (default: all cores)')
 
 
-def make_grader(args):
+def slurm_options(args):
+    """The Slurm workers' options: --slurm-config FILE, then the flags given."""
+    options = dict(engines.SLURM_DEFAULTS)
+    if args.slurm_config:
+        try:
+            config = tomllib.loads(args.slurm_config.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as error:
+            raise UsageError(f"--slurm-config {args.slurm_config}: {error}") from None
+        if unknown := set(config) - set(options):
+            raise UsageError(f"--slurm-config {args.slurm_config}: unknown keys "
+                             f"{', '.join(sorted(unknown))}; known: {', '.join(options)}")
+        options.update(config)
+    flags = {'partition': args.partition, 'account': args.account, 'walltime': args.walltime,
+             'cores': args.worker_cores, 'memory': args.worker_memory, 'workers': args.workers}
+    options.update({name: value for name, value in flags.items() if value is not None})
+    return options
+
+
+def open_engine(args):
+    """The engine of --engine, started; UsageError when it cannot start."""
+    if args.scheduler and args.engine != 'dask':
+        raise UsageError("--scheduler is for --engine dask")
+    if args.engine == 'local':
+        options = {'jobs': max(args.jobs, 1)}
+    elif args.engine == 'dask':
+        options = ({'scheduler': args.scheduler} if args.scheduler else
+                   {'workers': args.workers or 1, 'cores': args.worker_cores})
+    else:
+        options = slurm_options(args)
+    try:
+        return engines.open_engine(args.engine, **options)
+    except engines.EngineError as error:
+        raise UsageError(str(error)) from None
+
+
+def make_grader(args, engine):
     if args.only is not None and not args.only.replace(',', '').strip():
         raise UsageError("--only: give test names or section numbers, e.g. --only relu,2.1.2")
     limits = Limits(wall=args.time, cpu=args.time, memory=args.memory, threads=args.threads,
                     processes=args.processes)
     return Grader(find_table(args.sections), args.only or '', args.hidden, limits,
-                  args.training_time, args.training_memory, args.training_threads, args.isolation)
+                  args.training_time, args.training_memory, args.training_threads or engine.slots,
+                  args.isolation)
 
 
 def batch_preamble(grader, skipped):
@@ -930,6 +1137,72 @@ def skipped_lines(skipped):
             f"<student>/solution.py): {printable(', '.join(skipped))}"] if skipped else []
 
 
+def summary_line(student, report):
+    return (f"{printable(student)}: {report.total:g} / {report.max_total:g}"
+            + (f"  ({report.summary()})" if report.non_passed() else ''))
+
+
+def grade_one(grader, engine, args):
+    try:
+        report = grader.grade(args.submission, engine)
+    except Exception as error:  # the grader broke: say so, the status tells
+        print(f"./run.py grade: grading failed: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+    print(report.table())
+    for name, output in OUTPUT_FORMATS.items():
+        if getattr(args, name):
+            output.write(getattr(args, name), grader, {args.submission.stem: report}, batch=False)
+    return 0
+
+
+def grade_batch(grader, engine, args, submissions):
+    """Grades what the results files do not hold yet, appending as it goes."""
+    from tqdm import tqdm
+    json_path = args.json or (args.csv.with_suffix('.jsonl') if args.csv else None)
+    if json_path is None:
+        print("./run.py grade: no --json or --csv given: the results are only printed, and a "
+              "rerun grades everything again", file=sys.stderr)
+    digest = grader.digest()
+    keys = {student: submission_key(student, path, digest) for student, path in submissions.items()}
+    results = journal.Journal(json_path, args.csv, csv_header(grader), keys, args.restart) \
+        if json_path else None
+    stored = results.stored() if results else set()
+    todo = {student: path for student, path in submissions.items() if student not in stored}
+    if stored:
+        print(f"{len(stored)} results kept from {json_path}, {len(todo)} to grade "
+              f"(--restart grades all)")
+    start = time.monotonic()
+    with tqdm(total=len(submissions), initial=len(stored), unit='submission', file=sys.stderr,
+              disable=None, dynamic_ncols=True) as bar:
+        def on_report(student, report):
+            bar.write(summary_line(student, report), file=sys.stdout)
+            if results:
+                results.add(keys[student], report.to_json(), csv_row(student, report))
+            done.append(student)
+        done = []
+        try:
+            grader.grade_all(todo, engine, on_report, bar)
+        except KeyboardInterrupt:
+            print("./run.py grade: interrupted; " + (
+                f"{len(stored) + len(done)} of {len(submissions)} results are in {json_path}: "
+                f"rerun the same command to grade the rest" if results else "nothing was kept"),
+                file=sys.stderr)
+            return 130
+    if results:
+        results.rewrite()
+    files = ', '.join(str(path) for path in (json_path, args.csv) if path)
+    print(f"graded {len(todo)} submissions in {time.monotonic() - start:.0f} s on "
+          f"{engine.describe()}" + (f"\nresults: {files}" if files else ''))
+    return 0
+
+
+def submission_key(student, path, digest):
+    try:
+        return journal.submission_key(student, path, digest)
+    except OSError:  # unreadable: never stored, graded (to an error row) every time
+        return {'student': student, 'sha256': None, 'grading': digest}
+
+
 def main(args):
     """./run.py grade: returns the exit status."""
     target = args.submission
@@ -939,25 +1212,13 @@ def main(args):
     elif not target.is_file():
         raise UsageError(f"no submission at {target}: give a solution.py or a directory")
     check_outputs(args, batch)
-    grader = make_grader(args)
-    if batch:
+    engine = open_engine(args)
+    try:
+        grader = make_grader(args, engine)
+        if not batch:
+            return grade_one(grader, engine, args)
         for line in batch_preamble(grader, skipped):
             print(line, flush=True)
-        start = time.monotonic()
-        reports = grader.grade_all(submissions, args.jobs)
-        seconds = time.monotonic() - start
-        print(f"graded {len(reports)} submissions in {seconds:.0f} s with {args.jobs} at a time\n"
-              f"{next(iter(reports.values())).footer()}")
-    else:
-        try:
-            report = grader.grade(target)
-        except Exception as error:  # the grader broke: say so, the status tells
-            print(f"./run.py grade: grading failed: {type(error).__name__}: {error}",
-                  file=sys.stderr)
-            return 1
-        print(report.table())
-        reports = {target.stem: report}
-    for name, output in OUTPUT_FORMATS.items():
-        if getattr(args, name):
-            output.write(getattr(args, name), grader, reports, batch=batch)
-    return 0
+        return grade_batch(grader, engine, args, submissions)
+    finally:
+        engine.close()

@@ -230,13 +230,24 @@ def unshare_command(command):
             '--kill-child', '--mount', '--mount-proc', '--', *command]
 
 
+def die_with_parent(command):
+    """command, killed when the thread that started it dies (a grading worker
+    killed mid-section): bwrap has --die-with-parent, unshare has nothing of
+    the kind. setpriv (util-linux) sets PR_SET_PDEATHSIG and execs it (the
+    signal setting survives the exec of the cgroup entry's shell); unshare
+    --kill-child passes the kill on to the namespace's init."""
+    return ['setpriv', '--pdeathsig', 'KILL', '--', *command] if shutil.which('setpriv') \
+        else list(command)
+
+
 def jail_setup(stage):
     """What the child needs to build its root in unshare mode (see staff/child.py's jail)."""
     return {'visible': visible_paths(), 'devices': list(DEVICES), 'writable': str(stage)}
 
 
 def wrap(command, isolation, stage, group=None):
-    """The command line that runs `command` isolated, inside `group` (a Group) if given."""
+    """The command line that runs `command` isolated, inside `group` (a Group) if given,
+    and killed with the thread that starts it."""
     if isolation == 'bwrap':
         command = bwrap_command(command, stage)
     elif isolation == 'unshare':
@@ -244,7 +255,7 @@ def wrap(command, isolation, stage, group=None):
     if group is not None:
         command = ['/bin/sh', '-c', ENTER_GROUP, 'nn-grade-enter', *group.procs_files(), '--',
                    *command]
-    return list(command)
+    return list(command) if isolation == 'bwrap' else die_with_parent(command)
 
 
 def decode_status(code):

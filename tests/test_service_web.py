@@ -214,7 +214,8 @@ def test_gradebook_csv_and_rejudge(config):
 
 def test_the_readme_example_config_loads_and_bad_keys_are_named(tmp_path):
     readme = (KIT / 'README.md').read_text()
-    example = readme.split('```toml\n', 1)[1].split('```', 1)[0]
+    example = next(block.split('```', 1)[0] for block in readme.split('```toml\n')[1:]
+                   if block.startswith('[course]'))
     (tmp_path / 'course.toml').write_text(example)
     loaded = course.load(tmp_path / 'course.toml', tmp_path / 'data')
     assert loaded == replace(course.load(None, tmp_path / 'data'), path=tmp_path / 'course.toml')

@@ -5,17 +5,20 @@ are, and grading some sections of one submission in a worker process.
 
 prints one JSON line describing the grader ({"grader": ...}), then one line
 per graded section ({"section": number, "result": ...}), in order, as
-./run.py grade grades them (Grader.section_results), and exits with status
+./run.py grade grades them (the engine API's task, run here), and exits with status
 SANDBOX_KILLED when a sandbox was killed from outside. The worker reads the
 course's config from the environment (staff/service/config.py) and hides the
 service's data directory from the sandbox.
 """
 import json
 import signal
+import socket
 import sys
 from functools import cache
+from pathlib import Path
 
 import common
+from common import Verdict
 from staff import cli, grader
 from staff.sandbox import Limits
 from staff.service import config as course
@@ -63,15 +66,30 @@ class SandboxKilled(Exception):
 def grade(config, submission, numbers, emit):
     """Grades the sections `numbers` of one submission, emitting each result as it comes.
 
-    A sandbox killed by SIGKILL (by an operator, the OOM killer, or the submission
-    itself) is not the submission's verdict: SandboxKilled, and the run's next
-    attempt grades the section again (after max_failures the run is an error)."""
+    Each section is a SectionTask run here (grader.run_task, what an engine's
+    worker runs) and judged (grader.judge_run); after an import failure the
+    rest fail alike unrun, as ./run.py grade does. A sandbox killed by SIGKILL
+    (by an operator, the OOM killer, or the submission itself) is not the
+    submission's verdict: SandboxKilled, and the run's next attempt grades the
+    section again (after max_failures the run is an error)."""
     worker = make_grader(config, numbers)
     emit({'grader': {'isolation': worker.description, 'limits': worker.limit_descriptions()}})
-    for result in worker.section_results(submission):
-        if KILLED in result.message:
-            raise SandboxKilled(f"section {result.section.number}: {result.message}")
-        emit({'section': result.section.number, 'result': result.to_json()})
+    source, host = Path(submission).read_bytes(), socket.gethostname()
+    import_failure = None
+    for plan in worker.plans:
+        if plan.unavailable:
+            result = grader.SectionResult(plan.section, Verdict.NOT_AVAILABLE, plan.unavailable)
+        elif import_failure:
+            result = grader.SectionResult(plan.section, Verdict.IMPORT_FAILED,
+                                          import_failure.message, details=import_failure.details)
+        else:
+            task = worker.task(plan, f"{submission} {plan.section.number}", source)
+            result = grader.judge_run(plan, grader.run_task(task, host))
+            if KILLED in result.message:
+                raise SandboxKilled(f"section {plan.section.number}: {result.message}")
+            if result.verdict == Verdict.IMPORT_FAILED:
+                import_failure = result
+        emit({'section': plan.section.number, 'result': result.to_json()})
 
 
 def emit_line(message):
