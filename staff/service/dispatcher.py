@@ -146,7 +146,7 @@ class Dispatcher:
 def main(config, runs='all'):
     if config.engine != 'local':
         raise course.ConfigError(
-            "service.engine = 'dask' waits for the engine API of issue 15 (staff/engines.py); "
+            "service.engine = 'dask' is not wired to the service yet (staff/service/engine.py); "
             "use 'local' and start a dispatcher on each grading machine, sharing one PostgreSQL")
     grading.sections(config)  # a bad points table stops here, not in every worker
     if grader.choose_isolation(config.isolation)[0] == 'none':
