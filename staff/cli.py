@@ -1,6 +1,6 @@
 """Course-staff commands of ./run.py, and their shared command-line plumbing.
 
-Each command module (staff/fixtures.py, validate.py, kit.py, grader.py) adds
+Each command module (staff/fixtures.py, validate.py, kit.py, grader.py, similarity.py) adds
 its arguments with add_arguments(parser) and runs with main(args) -> exit
 status; a usage problem is raised as UsageError (or the kit's FixtureError,
 DataUnavailable) and printed here as one line `./run.py COMMAND: ...`, exit 2.
@@ -28,6 +28,7 @@ COMMANDS = (  # name, the module with add_arguments(parser) and main(args), help
     ('make-kit', 'staff.kit', 'write the student kit (a folder and a zip)'),
     ('grade', 'staff.grader', 'grade submitted solution.py files in a sandbox'),
     ('serve', 'staff.service.serve', 'the checking service: web server, dispatcher, workers'),
+    ('similarity', 'staff.similarity', 'rank pairs of similar submissions (copies)'),
 )
 
 
