@@ -29,11 +29,7 @@ from common import Verdict
 from datasets import DATASETS, DataUnavailable
 
 # the names of staff/cli.py COMMANDS
-<<<<<<< HEAD
-STAFF_COMMANDS = ('make-fixtures', 'check-fixtures', 'make-kit', 'grade', 'serve')
-=======
-STAFF_COMMANDS = ('make-fixtures', 'check-fixtures', 'make-kit', 'grade', 'similarity')
->>>>>>> issue-17
+STAFF_COMMANDS = ('make-fixtures', 'check-fixtures', 'make-kit', 'grade', 'serve', 'similarity')
 
 
 def colour(text, code):
