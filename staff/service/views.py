@@ -267,7 +267,7 @@ def similarity_view(request):
                 for rank, (a, b, value) in enumerate(report.result['pairs'][:listed], 1)]
     return render(request, 'service/similarity.html', {
         'report': report, 'waiting': waiting, 'rows': rows, 'likely': likely,
-        'threshold': similarity.THRESHOLD, 'refresh': waiting is not None and report is None,
+        'threshold': similarity.THRESHOLD, 'refresh': waiting is not None,
         'failed': SimilarityReport.objects.filter(of=None).order_by('-id').first()})
 
 
