@@ -343,10 +343,22 @@ def test_a_killed_dispatcher_and_a_killed_worker_lose_nothing(service, browser):
     assert 'Graded: 3.5 / 3.5' in dave.inner_text('#state')
 
 
+def children(parent, command=''):
+    """The pids of the parent's child processes whose command line holds `command`."""
+    found = []
+    for stat in Path('/proc').glob('[0-9]*/stat'):
+        try:
+            ppid = int(stat.read_text().rsplit(')', 1)[1].split()[1])
+            cmdline = (stat.parent / 'cmdline').read_bytes().replace(b'\0', b' ').decode()
+        except (OSError, IndexError, ValueError):
+            continue  # it ended meanwhile
+        if ppid == parent and command in cmdline:
+            found.append(int(stat.parent.name))
+    return found
+
+
 def workers(parent):
-    found = subprocess.run(['pgrep', '-P', str(parent), '-f', 'staff.service.grading'],
-                           capture_output=True, text=True, check=False).stdout.split()
-    return [int(pid) for pid in found]
+    return children(parent, 'staff.service.grading')
 
 
 def test_a_hostile_upload_finds_no_other_submission(service, browser):
@@ -383,11 +395,10 @@ def test_serve_starts_everything_and_stops_on_sigterm(tmp_path):
     assert f"http://127.0.0.1:{port}/" in text
     password = (tmp_path / 'data' / 'instructor-password.txt').read_text().strip()
     assert "log in as 'instructor'" in text and password not in text
-    children = subprocess.run(['pgrep', '-P', str(serve.pid)], capture_output=True, text=True,
-                              check=False).stdout.split()
-    assert len(children) == 2, 'the web server and the dispatcher are processes of their own'
+    processes = children(serve.pid, 'serve')
+    assert len(processes) == 2, 'the web server and the dispatcher are processes of their own'
     start = time.monotonic()
     serve.send_signal(signal.SIGTERM)
     assert serve.wait(timeout=10) == 0 and time.monotonic() - start < 10
-    assert not any(Path(f'/proc/{pid}').exists() for pid in children)
+    assert not any(Path(f'/proc/{pid}').exists() for pid in processes)
     assert not port_open(port)

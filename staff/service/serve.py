@@ -7,7 +7,8 @@
                                            a Django management command (createsuperuser, ...)
 
 Every process takes the same --data DIR (SQLite database, stored submissions;
-created with its schema on first start) and --config course.toml. SIGTERM or
+created with its schema on first start) and --config course.toml, given
+before the process name. SIGTERM or
 Ctrl-C stops the service within 10 s; running sections go back to the queue.
 """
 import argparse
@@ -86,12 +87,17 @@ def first_instructor(config):
 
 def web(args, config):
     from django.core.management import call_command
-    from waitress import serve
+    from waitress.server import create_server
     call_command('collectstatic', interactive=False, verbosity=0)  # before whitenoise looks
     from staff.service.wsgi import application
+    try:
+        server = create_server(application, host=args.host, port=args.port, threads=8,
+                               max_request_body_size=8 << 20, ident='nn-kit')
+    except OSError as error:
+        raise course.ConfigError(f"--host {args.host} --port {args.port}: {error.strerror}; "
+                                 f"is the service running already?") from None
     print(f"web server: http://{args.host}:{args.port}/", flush=True)
-    serve(application, host=args.host, port=args.port, threads=8,
-          max_request_body_size=8 << 20, ident='nn-kit', _quiet=True)
+    server.run()
     return 0
 
 
