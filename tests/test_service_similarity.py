@@ -160,6 +160,9 @@ def test_a_killed_dispatchers_report_is_taken_again(course_with_copies, config):
     assert report.result['pairs'] and not report.error
 
     similar.request('ta')
+    training = Dispatcher(config, name='training', runs='training')
+    training.step()
+    assert training.similarity is None, 'a dispatcher of training runs leaves it to the others'
     stopping = Dispatcher(config, name='stopping')
     stopping.step()
     assert stopping.similarity is not None

@@ -13,9 +13,9 @@ finish. So that uploads need not wait behind an hour of CIFAR-10, give the
 training runs a dispatcher of their own on another machine (--runs training
 there, --runs ordinary here).
 
-Beside the runs, a dispatcher computes the TAs' similarity reports
-(staff/service/similar.py): one at a time, in a niced worker process, under a
-lease of its own, never while a training run has the machine.
+Beside the runs, a dispatcher that takes ordinary runs computes the TAs'
+similarity reports (staff/service/similar.py): one at a time, in a niced worker
+process, under a lease of its own, never while a training run has the machine.
 """
 import os
 import signal
@@ -135,12 +135,13 @@ class Dispatcher:
             queue.finish(run.id, run.attempt, self.name, result['grader'], result['sections'])
 
     def compare(self):
-        """Claims a requested similarity report when none is computed here and no training
-        run has the machine; heartbeats it; stores its result when its worker ends."""
+        """Claims a requested similarity report when none is computed here, this dispatcher
+        takes ordinary runs and no training run has the machine; heartbeats it; stores its
+        result when its worker ends."""
         job = self.similarity
         if job is None:
-            if not any(a.run.training for a in self.active) and (
-                    report := similar.claim(self.name, self.config.lease)):
+            if (False in self.kinds and not any(a.run.training for a in self.active)
+                    and (report := similar.claim(self.name, self.config.lease))):
                 self.similarity = similar.Job(self.config, report)
             return
         if time.monotonic() - job.beat > self.config.heartbeat:

@@ -82,6 +82,8 @@ def latest():
 def claim(owner, lease, now=None):
     """The oldest requested report, now running under `owner`'s lease; or None. A whole
     report takes the current submissions now."""
+    if not SimilarityReport.objects.filter(state=SimilarityReport.REQUESTED).exists():
+        return None  # the usual case, without taking SQLite's write lock
     now = now or timezone.now()
     with transaction.atomic():
         report = (SimilarityReport.objects.select_for_update(skip_locked=True)
