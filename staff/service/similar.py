@@ -13,8 +13,6 @@ below the stored top is compared in detail the same way: a report with `pairs`
 whose result joins the shown pairs of the report it belongs to.
 """
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -205,11 +203,7 @@ class Job:
             return None
 
     def cancel(self):
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.process.wait()
+        engine.kill(self.process)
 
     def clean(self):
         for path in (self.input, self.output):
