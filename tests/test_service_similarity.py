@@ -191,3 +191,21 @@ def test_staff_uploads_are_left_out_and_no_report_yet(config):
     assert similar.current_submissions() == {}
     page = client(ta).get('/ta/similarity/').content.decode()
     assert 'No report yet' in page and 'Similarity</a>' in page
+
+
+def test_a_failing_worker_is_retried_then_reported(course_with_copies, config):
+    """A worker that dies (here: a stored file gone) makes the next attempt; after
+    max_failures lost attempts the page says so, and the old report stays shown."""
+    ta = account('ta', staff=True)
+    similar.request('ta')
+    dispatcher = Dispatcher(config, name='similarity-test')
+    computed = compute(dispatcher)
+    gone = Submission.objects.filter(student__username='honest2').latest('id')
+    (config.data / gone.path).unlink()
+    similar.request('ta')
+    failed = compute(dispatcher)
+    assert (failed.failures, failed.attempt, failed.result) == (config.max_failures,
+                                                               config.max_failures + 1, None)
+    page = client(ta).get('/ta/similarity/').content.decode()
+    assert 'the similarity worker was lost 3 times: the worker ended with status 1' in page
+    assert f'/ta/similarity/{computed.id}/1/' in page
