@@ -76,6 +76,11 @@ def compare(what, actual, expected, rtol=RTOL, atol=ATOL):
     options = expected if isinstance(expected, list) else [expected]
     if actual.shape != options[0].shape:
         raise CheckFailed(f"{what}: shape {actual.shape}, expected {options[0].shape}")
+    if not np.all(np.isfinite(actual)):  # expected values are finite
+        index = tuple(int(i) for i in np.argwhere(~np.isfinite(actual))[0])
+        raise CheckFailed(f"{what} has NaN or inf at {np.count_nonzero(~np.isfinite(actual))} of "
+                          f"{actual.size} elements (shape {actual.shape}): at index {index} "
+                          f"expected {options[0][index]:.6g}, got {actual[index]}")
     scale = max(1.0, max(float(np.max(np.abs(option), initial=0)) for option in options))
     errors = np.stack([np.abs(actual.astype(np.float64) - option) for option in options])
     allowed = np.stack([atol * scale + rtol * np.abs(option) for option in options])
@@ -92,6 +97,24 @@ def compare(what, actual, expected, rtol=RTOL, atol=ATOL):
         f"(shape {actual.shape}): max abs error {np.nanmax(error):.3g}, "
         f"max rel error {np.nanmax(relative):.3g}; at index {tuple(map(int, worst))} "
         f"expected {closest[worst]:.6g}, got {actual[worst]:.6g}")
+
+
+def gradient_hint(actual, expected, n):
+    """A likely cause when a wrong gradient is a simple multiple of the right one, or ''.
+
+    n is the batch size: parameter gradients are averaged over the batch.
+    """
+    if not np.any(actual):
+        return 'it is all zeros: is it computed and stored?'
+    causes = {n: f"n = {n} times too large: a sum over the batch where the mean belongs?",
+              1 / n: f"n = {n} times too small: divided by the batch size where it should not be?",
+              -1: 'its sign is flipped'}
+    for factor, cause in causes.items():
+        if (n > 1 or factor == -1) and actual.shape == np.shape(expected) and np.allclose(
+                actual, factor * expected, rtol=1e-4, atol=1e-6 * np.max(np.abs(expected))):
+            return cause
+    return ''
+
 
 # ================================= Checks ===================================
 # Each kind of check (CheckKind, at the end) has run(solution, case), which calls
@@ -164,10 +187,12 @@ def pooling_windows(images, size):
 
 
 def verify_max_pooling(case, results):
-    """As expected, but each window's gradient may go to any one of its maximal inputs.
+    """As expected, but each window's gradient may be split among its tied maxima.
 
-    case['expected'] has no grad_inputs: where a window has tied maxima any
-    one of them may take the whole gradient; inputs no window covers get 0.
+    case['expected'] has no grad_inputs: where a window with gradient g has
+    tied maxima, each of them may take w * g for any weights w >= 0 that sum
+    to 1 (a subgradient: all to one of them, or split evenly); its other
+    inputs, and inputs no window covers, get 0.
     """
     verify_expected(case, results)
     call, size = case['calls'][0], case['args']['pool_size']
@@ -178,16 +203,19 @@ def verify_max_pooling(case, results):
     windows, grad_windows = pooling_windows(inputs, size), pooling_windows(grad_inputs, size)
     tolerance = ATOL * max(1.0, np.max(np.abs(grad_outputs))) + RTOL * np.abs(grad_outputs)
     maximal = windows == np.max(windows, axis=-1, keepdims=True)
-    taken = (np.abs(grad_windows - grad_outputs) <= tolerance) & maximal
-    zero = np.abs(grad_windows) <= ATOL
-    routed = (np.sum(taken, axis=-1) == 1) & np.all(taken | zero, axis=-1)
+    at_maxima = np.where(maximal, grad_windows, 0)
+    same_sign = np.all(at_maxima * np.sign(grad_outputs) >= -tolerance, axis=-1)  # w >= 0
+    zero_elsewhere = np.all(maximal | (np.abs(grad_windows) <= tolerance), axis=-1)
+    adds_up = np.abs(np.sum(at_maxima, axis=-1) - grad_outputs[..., 0]) <= tolerance[..., 0]
+    routed = same_sign & zero_elsewhere & adds_up
     if not np.all(routed):
         index = tuple(int(i) for i in np.argwhere(~routed)[0])
         raise CheckFailed(
             f"grad_inputs: in {np.count_nonzero(~routed)} of {routed.size} windows the gradient "
-            f"does not go whole to one maximal input; window {index} has inputs "
-            f"{np.round(windows[index], 6).tolist()}, grad_outputs {grad_outputs[index][0]:.6g}, "
-            f"got gradient {np.round(grad_windows[index], 6).tolist()}")
+            f"does not go to the maximal inputs alone, in shares that add up to it; window {index} "
+            f"has inputs {np.round(windows[index], 6).tolist()}, grad_outputs "
+            f"{grad_outputs[index][0]:.6g}, got gradient "
+            f"{np.round(grad_windows[index], 6).tolist()}")
     uncovered = grad_inputs.copy()
     uncovered[:, :, :windows.shape[2] * size, :windows.shape[3] * size] = 0
     if np.any(np.abs(uncovered) > ATOL):
@@ -314,8 +342,12 @@ def train_model(solution, case, x_train, y_train):
 
 
 def run_training(solution, case):
-    """Trains the student's model; returns its predicted test labels and the time."""
-    x_train, y_train, x_test, _ = DATASETS[case['dataset']]()
+    """Trains the student's model; returns its predicted test labels and the time.
+
+    The data come from the case's dataset, or from case['data'] (x_train,
+    y_train, x_test): the grader sends them, and measures the time itself.
+    """
+    x_train, y_train, x_test = case.get('data') or DATASETS[case['dataset']]()[:3]
     model, seconds = train_model(solution, case, x_train, y_train)
     predictions = model.predict(x_test)
     return {'labels': np.argmax(as_array(predictions, 'model.predict(x_test)'), axis=1),
@@ -338,12 +370,30 @@ def verify_training(case, results):
     return note
 
 
+def batch_size(case):
+    """n of a layer case (its calls' inputs) or a loss case (y_gt); None for other kinds."""
+    if 'calls' in case:
+        return len(case['calls'][0]['inputs'])
+    return len(case['y_gt']) if 'y_gt' in case else None
+
+
 def verify_expected(case, results):
-    """Every quantity in case['expected'] matches the computed one."""
+    """Every quantity in case['expected'] matches the computed one.
+
+    A wrong gradient that is a simple multiple of the right one says so
+    (n times too large: summed over the batch where the mean belongs).
+    """
+    n = batch_size(case)
     for what, expected in case['expected'].items():
         if what not in results:
             raise CheckFailed(f"{what}: not computed")
-        compare(what, results[what], expected, case.get('rtol', RTOL), case.get('atol', ATOL))
+        actual = as_array(results[what], what)
+        try:
+            compare(what, actual, expected, case.get('rtol', RTOL), case.get('atol', ATOL))
+        except CheckFailed as error:
+            right = expected[0] if isinstance(expected, list) else expected
+            hint = gradient_hint(actual, right, n) if 'grad' in what and n else ''
+            raise CheckFailed(f"{error}; {hint}" if hint else str(error)) from None
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ Shapes use the batch dimension first: a layer with input_shape (d,) takes
 arrays (n, d), one with input_shape (C, H, W) takes images (n, C, H, W).
 """
 import json
+import numbers
 import sys
 import time
 import zipfile
@@ -29,6 +30,26 @@ def he_initializer(input_dim):
     """
     def init(shape):
         return np.random.normal(0.0, np.sqrt(2.0 / input_dim), size=shape).astype(np.float32)
+    return init
+
+
+def normal_initializer(std=0.01):
+    """The original course kit's initializer: init(shape) -> float32 normal, mean 0, std `std`."""
+    def init(shape):
+        return np.random.normal(0.0, std, size=shape).astype(np.float32)
+    return init
+
+
+def conv_initializer(filters, channels):
+    """The original course kit's initializer of Conv2D kernels (filters, channels, K, K).
+
+    He initialization for the fan-in channels * K * K (K read from the shape).
+    """
+    def init(shape):
+        if tuple(shape[:2]) != (filters, channels):
+            raise ValueError(f"conv_initializer({filters}, {channels}) got shape {tuple(shape)}, "
+                             f"expected ({filters}, {channels}, K, K)")
+        return he_initializer(int(np.prod(shape[1:])))(shape)
     return init
 
 
@@ -79,6 +100,8 @@ class Layer(Rebuildable, ABC):
     state_names = ()
 
     def __init__(self, input_shape=None):
+        if isinstance(input_shape, numbers.Integral):  # ReLU(100), as the original kit allowed
+            input_shape = (input_shape,)
         self.input_shape = None if input_shape is None else tuple(input_shape)
         self.output_shape = None
         self.forward_inputs = None
@@ -89,7 +112,21 @@ class Layer(Rebuildable, ABC):
 
     @property
     def name(self):
-        return type(self).__name__
+        """The layer's name in messages: its class name, unless set (self.name = "ReLU")."""
+        return self.__dict__.get('_name', type(self).__name__)
+
+    @name.setter
+    def name(self, name):
+        self._name = str(name)
+
+    @property
+    def training(self):
+        """is_training under the original course kit's name."""
+        return self.is_training
+
+    @training.setter
+    def training(self, is_training):
+        self.is_training = is_training
 
     @property
     def parameter_names(self):
@@ -99,9 +136,12 @@ class Layer(Rebuildable, ABC):
     def build(self, optimizer, prev_layer=None):
         """Fixes input_shape (from prev_layer) and output_shape.
 
-        Subclasses that register parameters or change the shape override it
-        and call super().build(optimizer, prev_layer) first.
+        output_shape becomes input_shape, unless __init__ set it (the original
+        course kit's Dense sets (units,) there). Subclasses that register
+        parameters or change the shape override build and call
+        super().build(optimizer, prev_layer) first.
         """
+        output_shape = self.output_shape if self.optimizer is None else None  # set before any build
         self.optimizer = optimizer
         if prev_layer is not None:
             self.input_shape = tuple(prev_layer.output_shape)
@@ -109,7 +149,7 @@ class Layer(Rebuildable, ABC):
             raise ValueError(
                 f"{self.name}: the first layer of a model needs input_shape, "
                 f"e.g. {self.name}(..., input_shape=(784,))")
-        self.output_shape = self.input_shape
+        self.output_shape = self.input_shape if output_shape is None else tuple(output_shape)
 
     def add_parameter(self, name, shape, initializer):
         """Registers a trainable parameter; returns (parameter, zero gradient).
@@ -330,6 +370,10 @@ class Model:
     def summary(self):
         """Prints the layers, their output shapes and parameter counts (same as print(model))."""
         print(self)
+
+    def print_parameters(self):
+        """summary() under the original course kit's name."""
+        self.summary()
 
     def save(self, path):
         """Writes the model to one .npz file at `path`, for Model.load.

@@ -200,21 +200,6 @@ def layer_for_check(layer_class, input_shape, arguments, rng):
     return layer
 
 
-def gradient_hint(analytic, numeric, n):
-    """A likely cause when a wrong gradient is a simple multiple of the right one."""
-    if not np.any(analytic):
-        return 'it is all zeros: is it computed and stored?'
-    causes = {n: f"{n} = n times too large: a sum over the batch where the mean belongs?",
-              1 / n: f"{n} = n times too small: divided by the batch size where it should not be?",
-              -1: 'its sign is flipped'}
-    for factor, cause in causes.items():
-        if n > 1 or factor == -1:
-            if np.allclose(analytic, factor * numeric, rtol=1e-4,
-                           atol=1e-6 * np.max(np.abs(numeric))):
-                return cause
-    return ''
-
-
 def print_gradient_errors(name, analytic, numeric, n):
     """One line per array: relative error, verdict, worst index; returns True when all are right."""
     print(f"{'array':12} {'shape':14} {'rel. error':>10}  {'verdict':8}  "
@@ -227,8 +212,8 @@ def print_gradient_errors(name, analytic, numeric, n):
                        {'right': GREEN, 'doubtful': YELLOW, 'WRONG': RED}[verdicts[array]])
         print(f"{array:12} {str(analytic[array].shape):14} {error:10.1e}  {shown}  {worst}: "
               f"{analytic[array][worst]:.6g} vs {numeric[array][worst]:.6g}")
-        if verdicts[array] == 'WRONG' and gradient_hint(analytic[array], numeric[array], n):
-            print(f"  {array}: {gradient_hint(analytic[array], numeric[array], n)}")
+        if verdicts[array] == 'WRONG' and common.gradient_hint(analytic[array], numeric[array], n):
+            print(f"  {array}: {common.gradient_hint(analytic[array], numeric[array], n)}")
     for verdict, meaning in (('WRONG', f"relative error > {WRONG:g}: a bug"),
                              ('doubtful', f"{RIGHT:g} to {WRONG:g}: a kink nearby (ReLU at 0, "
                                           f"a tie in a max) or a small bug; try another --seed")):

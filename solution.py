@@ -298,7 +298,8 @@ class MaxPooling2D(Layer):
     """Maximum over K x K windows with stride K: (n, C, H, W) -> (n, C, H // K, W // K).
 
     When H or W is not a multiple of K, the last rows/columns are dropped.
-    Backward gives each window's gradient to one of its maximal inputs.
+    Backward gives each window's gradient to its maximal input; where several
+    tie, to any one of them (or split among them, in shares adding up to it).
     """
 
     def __init__(self, pool_size=2, input_shape=None):

@@ -6,7 +6,7 @@ submission as solution.py, then starts it (through staff/sandbox.py) as
 
     python -I -S -B _grader_child.py SETUP _grader_cases.pkl
 
-SETUP is JSON: the limits the child sets on itself, in unshare mode the jail
+SETUP is JSON: the limits the child sets on itself, in unshare mode the root
 to build, the grader's library path (-S skips site and its .pth files, a
 tenth of the start-up) and whether this is only a probe of the sandbox
 (import numpy, report, stop); the pickle holds the cases' inputs, never their
@@ -22,7 +22,11 @@ writing to the results pipe (fd $NN_GRADER_CHANNEL):
 
 Headers are JSON lines, arrays numpy's .npy format without pickles. The
 parent trusts none of it: it compares the arrays with the expected outputs
-itself.
+itself. A training case's data come from the parent through the data pipe
+(fd $NN_GRADER_DATA), once the child has said "imported": x_train, y_train
+and x_test as three .npy arrays (shuffled, x_test perturbed; see
+staff/training.py). The child never sees test labels, and its training time
+is measured by the parent.
 """
 import ctypes
 import fcntl
@@ -39,11 +43,16 @@ from pathlib import Path
 WORK_DIR = Path(__file__).resolve().parent
 SOLUTION = WORK_DIR / 'solution.py'
 MESSAGE_LIMIT = 20_000  # characters of a message or traceback sent back
+TRAINING_ARRAYS = 3  # x_train, y_train, x_test: what a training case gets through the data pipe
 
-# ====================== Unshare mode: a read-only world =====================
+# ================= Unshare mode: a fresh root, as bubblewrap's ================
 
-MS_RDONLY, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 32, 4096, 16384, 1 << 18
-SYS_MOUNT_SETATTR, AT_FDCWD, AT_RECURSIVE, MOUNT_ATTR_RDONLY = 442, -100, 0x8000, 1
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT = 1, 2, 4, 32
+MS_BIND, MS_REC, MS_PRIVATE, MNT_DETACH = 4096, 16384, 1 << 18, 2
+SYS_MOUNT_SETATTR, AT_FDCWD, AT_RECURSIVE = 442, -100, 0x8000
+MOUNT_ATTR_RDONLY, MOUNT_ATTR_NOSUID, MOUNT_ATTR_NODEV = 1, 2, 4
+SYS_PIVOT_ROOT = {'x86_64': 155, 'aarch64': 41, 'riscv64': 41, 'ppc64le': 203, 's390x': 217}
+NEW_ROOT = '.root'  # where the child assembles its root, inside its work directory
 PR_CAPBSET_DROP, PR_SET_SECUREBITS, PR_SET_NO_NEW_PRIVS = 24, 28, 38
 PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
 SECURE_NOROOT_ALL_LOCKED = 0b111111  # noroot, no_setuid_fixup, keep_caps: set and locked
@@ -90,22 +99,72 @@ def drop_capabilities():
     check(LIBC.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
 
 
-def jail(writable, hide):
-    """In fresh mount and PID namespaces: everything read-only but `writable`.
+def mount_setattr(path, flags):
+    """Sets mount attributes on `path` and every mount below it."""
+    attributes = MountAttr(flags, 0, 0, 0)
+    LIBC.syscall.restype = ctypes.c_long
+    check(LIBC.syscall(SYS_MOUNT_SETATTR, AT_FDCWD, path.encode(), AT_RECURSIVE,
+                       ctypes.byref(attributes), ctypes.sizeof(attributes)),
+          f"mount_setattr {path}")
 
-    Covers each `hide` directory with an empty read-only tmpfs, makes every
-    mount read-only, mounts `writable` back read-write, then drops all
+
+def bind(source, target, read_only):
+    """Binds `source` (a directory or a file) at `target`, created empty."""
+    if os.path.isdir(source):
+        os.makedirs(target, exist_ok=True)
+    else:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        open(target, 'a').close()
+    mount(source, target, None, MS_BIND | MS_REC)
+    if read_only:
+        mount_setattr(target, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)
+
+
+def pivot_root(new_root):
+    """Makes new_root the root and lets go of the old one entirely."""
+    number = SYS_PIVOT_ROOT.get(os.uname().machine)
+    if number is None:
+        raise OSError(f"pivot_root: unknown system call number on {os.uname().machine}")
+    old = os.path.join(new_root, '.old')
+    os.mkdir(old)
+    check(LIBC.syscall(number, new_root.encode(), old.encode()), "pivot_root")
+    os.chdir('/')
+    check(LIBC.umount2(b'/.old', MNT_DETACH), "umount /.old")
+    os.rmdir('/.old')
+
+
+def jail(visible, devices, writable):
+    """In fresh mount and PID namespaces: the root bubblewrap would build.
+
+    A tmpfs holding read-only binds of the `visible` paths (or the symlinks
+    they are), `writable` bound read-write, the namespace's /proc and the
+    `devices` of /dev; pivots into it, makes it read-only, then drops all
     capabilities so that nothing started later can undo it.
     """
     mount(None, '/', None, MS_REC | MS_PRIVATE)
-    for path in hide:
-        mount('tmpfs', path, 'tmpfs', MS_RDONLY)
-    attributes = MountAttr(MOUNT_ATTR_RDONLY, 0, 0, 0)
-    LIBC.syscall.restype = ctypes.c_long
-    check(LIBC.syscall(SYS_MOUNT_SETATTR, AT_FDCWD, b'/', AT_RECURSIVE, ctypes.byref(attributes),
-                       ctypes.sizeof(attributes)), "mount_setattr /")
-    mount(writable, writable, None, MS_BIND)
-    mount(None, writable, None, MS_REMOUNT | MS_BIND)
+    root = os.path.join(writable, NEW_ROOT)
+    os.mkdir(root)
+    mount('tmpfs', root, 'tmpfs', MS_NOSUID | MS_NODEV)
+    for path, target in visible.items():
+        if target is None:
+            bind(path, root + path, read_only=True)
+        else:
+            os.makedirs(os.path.dirname(root + path), exist_ok=True)
+            os.symlink(target, root + path)
+    bind(writable, root + writable, read_only=False)
+    for device in devices:
+        bind(f'/dev/{device}', f'{root}/dev/{device}', read_only=False)
+    for name, target in (('fd', '/proc/self/fd'), ('stdin', '/proc/self/fd/0'),
+                         ('stdout', '/proc/self/fd/1'), ('stderr', '/proc/self/fd/2')):
+        os.symlink(target, f'{root}/dev/{name}')
+    bind('/proc', root + '/proc', read_only=False)
+    pivot_root(root)
+    mount(None, '/', None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    os.chdir(writable)
+    try:
+        os.rmdir(os.path.join(writable, NEW_ROOT))
+    except OSError:
+        pass
     drop_capabilities()
 
 
@@ -136,12 +195,18 @@ def limit_resources(cpu, memory, file_size):
 
 # ================================ Results ===================================
 
+def high_descriptor(fd):
+    """fd moved to a high close-on-exec descriptor."""
+    high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 100)
+    os.close(fd)
+    return high
+
+
 class Channel:
     """The results pipe, kept on a high close-on-exec descriptor."""
 
     def __init__(self, fd):
-        self.fd = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 100)
-        os.close(fd)
+        self.fd = high_descriptor(fd)
 
     def send(self, header, arrays=()):
         import numpy as np
@@ -184,6 +249,40 @@ def send_results(channel, index, ran, results):
                   'special': special}, arrays)
 
 
+def receive_arrays(fd, count):
+    """`count` .npy arrays from the data pipe (written by the grader: trusted)."""
+    import numpy as np
+    arrays = []
+    with os.fdopen(fd, 'rb', buffering=0, closefd=False) as pipe:
+        for _ in range(count):
+            version = np.lib.format.read_magic(pipe)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, _, dtype = read_header(pipe)
+            array = np.empty(shape, dtype)
+            view, done = memoryview(array.reshape(-1).view(np.uint8)), 0
+            while done < len(view):
+                got = pipe.readinto(view[done:])
+                if not got:
+                    raise EOFError("the grader's data pipe closed early")
+                done += got
+            arrays.append(array)
+    return tuple(arrays)
+
+
+def run_case(solution, case, data_fd):
+    """common.run_case; a training case first gets its data from the pipe."""
+    import common
+    if not common.CHECKS[case['kind']].is_training:
+        return common.run_case(solution, case)
+    case = {**case, 'data': receive_arrays(data_fd, TRAINING_ARRAYS)}
+    verdict, results = common.run_case(solution, case)
+    if verdict == common.Verdict.NOT_AVAILABLE:  # the data are given: solution.py loaded one
+        return common.Verdict.ERROR, (f"solution.py tried to load a dataset itself ({results}); "
+                         f"train on the arrays passed to the training function")
+    return verdict, results
+
+
 def import_failure(error):
     """One line on why importing solution.py failed."""
     if isinstance(error, SystemExit):
@@ -191,7 +290,7 @@ def import_failure(error):
     return f"{type(error).__name__}: {error}".splitlines()[0][:MESSAGE_LIMIT]
 
 
-def run_cases(channel, cases):
+def run_cases(channel, cases, data_fd):
     import common  # the kit's copy beside this file, imported after the fork (see main)
     try:
         solution = common.load_solution(SOLUTION)
@@ -202,7 +301,7 @@ def run_cases(channel, cases):
     channel.send({'event': 'imported'})
     for index, case in enumerate(cases):
         try:
-            verdict, results = common.run_case(solution, case)
+            verdict, results = run_case(solution, case, data_fd)
             if verdict == common.RAN:
                 send_results(channel, index, verdict, results)
             else:
@@ -233,10 +332,11 @@ def main(setup, cases_path):
         importlib.import_module('numpy')
         channel.send({'event': 'imported'})
         return
+    data = os.environ.pop('NN_GRADER_DATA', None)
     with open(cases_path, 'rb') as file:
         cases = pickle.load(file)
     os.remove(cases_path)
-    run_cases(channel, cases)
+    run_cases(channel, cases, None if data is None else high_descriptor(int(data)))
 
 
 if __name__ == '__main__':

@@ -32,6 +32,13 @@ COMMANDS = (  # name, the module with add_arguments(parser) and main(args), help
 )
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with a bad argument told in one line (not the whole usage)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: {message}\n")
+
+
 def existing_file(text):
     """An argparse type: the path of a file that exists."""
     if not Path(text).is_file():
@@ -64,17 +71,17 @@ def find_table(name):
 
 
 def parse_size(text):
-    """'2G', '512M', '1.5GiB', '1000000' -> bytes."""
+    """'2G', '512M', '1.5GiB', '1000000' -> bytes (at least 1)."""
     match = re.fullmatch(r'(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?', text.strip().lower())
-    if not match:
+    size = match and int(float(match[1]) * 1024 ** 'bkmgt'.index(match[2] or 'b'))
+    if not size:
         raise argparse.ArgumentTypeError(f"{text!r}: give a size such as 2G or 512M")
-    number, unit, _ = match.groups()
-    return int(float(number) * 1024 ** 'bkmgt'.index(unit or 'b'))
+    return size
 
 
 def main(argv):
     """./run.py <staff command> ...: returns the exit status."""
-    parser = argparse.ArgumentParser(prog='./run.py', description='Course-staff commands.')
+    parser = Parser(prog='./run.py', description='Course-staff commands.')
     commands = parser.add_subparsers(dest='command', required=True, metavar='command')
     for name, module_name, help_text in COMMANDS:
         module = importlib.import_module(module_name)  # here: the modules import this one

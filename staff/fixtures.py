@@ -45,9 +45,19 @@ def with_zeros(rng, shape):
 
 
 def huge_logits(rng, shape):
-    """Rows of logits around +1000 and -1000 alternately, where a plain exp() overflows."""
-    signs = np.where(np.arange(shape[0]) % 2 == 0, 1000.0, -1000.0)
-    return signs.reshape((-1,) + (1,) * (len(shape) - 1)) + 3 * rng.normal(size=shape)
+    """Rows of logits whose maxima lie within 1000 ± 5, where a plain exp() overflows.
+
+    Subtracting each row's maximum or the whole tensor's (the assignment's tip)
+    both work: the row maxima differ by less than 10, far from float32's
+    underflow of exp() below -87.
+    """
+    logits = 3 * rng.normal(size=shape)
+    return logits - logits.max(axis=1, keepdims=True) + rng.uniform(995, 1005, size=(shape[0], 1))
+
+
+def tiny_logits(rng, shape):
+    """huge_logits moved to -1000, where a plain exp() underflows to 0 / 0."""
+    return huge_logits(rng, shape) - 2000
 
 
 def one_hot_rows(rng, shape):
@@ -73,8 +83,16 @@ def shifted_channels(rng, shape):
     return rng.uniform(-3, 3, channels) + rng.uniform(0.5, 3, channels) * rng.normal(size=shape)
 
 
-GENERATORS = {f.__name__: f for f in (normal, with_zeros, huge_logits, one_hot_rows,
-                                      probability_rows, with_ties, shifted_channels)}
+def one_flat_channel(rng, shape):
+    """shifted_channels, but channel 0 with std 0.001: its variance 1e-6 is below eps."""
+    values = shifted_channels(rng, shape)
+    values[:, 0] = values[:, 0].mean() + 0.001 * rng.normal(size=values[:, 0].shape)
+    return values
+
+
+GENERATORS = {f.__name__: f for f in (normal, with_zeros, huge_logits, tiny_logits, one_hot_rows,
+                                      probability_rows, with_ties, shifted_channels,
+                                      one_flat_channel)}
 
 
 # ============================== Alternatives ================================
@@ -167,8 +185,8 @@ class LayerCase(Spec):
 
 @dataclass
 class MaxPoolingCase(LayerCase):
-    """A max pooling layer: with tied maxima any one of them may take the window's
-    gradient, so grad_inputs is checked by property, not against the reference."""
+    """A max pooling layer: with tied maxima the window's gradient may go to any of them,
+    or be split among them, so grad_inputs is checked by property, not against the reference."""
     by_property = ('grad_inputs',)
     kind = 'max_pooling'
 
@@ -286,6 +304,8 @@ class TrainingCase(Spec):
                 'min_accuracy': self.min_accuracy, 'time_limit': self.time_limit}
 
 
+BATCHNORM_EPS_HINT = ("normalize by sqrt(var + eps), with self.eps as build() sets it: without "
+                      "eps, a channel whose variance is tiny (or 0) blows up")
 BATCHNORM_HINT = ("training normalizes with the batch mean and variance, then sets running = "
                   "momentum * running + (1 - momentum) * batch statistic; test mode normalizes "
                   "with running_mean and running_var and does not change them")
@@ -329,20 +349,21 @@ def conv_args(output_channels, kernel_size, padding):
     return {'output_channels': output_channels, 'kernel_size': kernel_size, 'padding': padding}
 
 
-def batchnorm_case(name, shape, momentum, calls):
+def batchnorm_case(name, shape, momentum, calls, inputs='shifted_channels', hint=BATCHNORM_HINT):
     """BatchNormalization called in training (True) and test (False) mode in turn,
     with its running statistics checked after every call."""
     return LayerCase(name, 'BatchNormalization', shape, args={'momentum': momentum},
-                     inputs='shifted_channels', calls=calls, state=('running_mean', 'running_var'),
-                     alternatives=('unbiased_running_var',), hint=BATCHNORM_HINT)
+                     inputs=inputs, calls=calls, state=('running_mean', 'running_var'),
+                     alternatives=('unbiased_running_var',), hint=hint)
 
 
 def dropout_case(name, shape, p):
     return DropoutCase(name, 'Dropout', shape, args={'p': p}, hint=DROPOUT_HINT)
 
 
-SOFTMAX_HINT = ("exp() overflows for large logits: subtract each row's maximum before "
-                "exponentiating (the assignment's closing tip); the result does not change")
+SOFTMAX_HINT = ("exp() overflows for large logits: before exponentiating, subtract the maximum "
+                "value of the tensor from all its elements (the assignment's closing tip) or "
+                "each row's maximum from its row; softmax does not change")
 EPS_HINT = ("eps goes outside the square root, sqrt(...) + eps, as in the lectures' formula; "
             "it keeps a zero gradient from giving 0 / 0")
 ADAM_HINT = ("m and v start at 0 and are divided by 1 - beta1**t and 1 - beta2**t, where t counts "
@@ -360,7 +381,10 @@ SPECS = {
     'softmax': [
         LayerCase('batch of 1', 'Softmax', (1, 5)),
         LayerCase('batch of 6', 'Softmax', (6, 10)),
-        LayerCase('logits of +-1000', 'Softmax', (4, 7), inputs='huge_logits', hint=SOFTMAX_HINT),
+        LayerCase('logits around +1000', 'Softmax', (4, 7), inputs='huge_logits',
+                  hint=SOFTMAX_HINT),
+        LayerCase('logits around -1000', 'Softmax', (3, 6), inputs='tiny_logits',
+                  hint=SOFTMAX_HINT),
     ],
     'dense': [
         LayerCase('batch of 1', 'Dense', (1, 4), args={'units': 3}),
@@ -438,6 +462,9 @@ SPECS = {
         LayerCase('1x1 images, 8 channels', 'GlobalAveragePooling', (2, 8, 1, 1)),
     ],
     'batchnorm': [
+        batchnorm_case('channel 0 nearly constant (variance 1e-6 < eps): train, test', (6, 3, 4, 4),
+                       0.9, calls=(True, False), inputs='one_flat_channel',
+                       hint=BATCHNORM_EPS_HINT),
         batchnorm_case('images (4, 3, 5, 6): train, train, test, train, test', (4, 3, 5, 6), 0.9,
                        calls=(True, True, False, True, False)),
         batchnorm_case('batch of 1 image (1, 2, 3, 4), momentum 0.7: train, test, train, test',

@@ -4,8 +4,10 @@
     ./run.py grade submissions/ --csv grades.csv  a directory of them, in parallel
 
 Each section runs in a fresh sandboxed child (staff/child.py, started by
-staff/sandbox.py) that gets the inputs of the section's cases, never their
-expected outputs, and sends back plain arrays. This process checks them with
+staff/sandbox.py, in a cgroup of its own: staff/cgroups.py) that gets the
+inputs of the section's cases, never their expected outputs, and sends back
+plain arrays; a training section's data come through a pipe, shuffled, and
+its test labels stay here (staff/training.py). This process checks them with
 common.verify_case, the function ./run.py unittest uses, so the verdicts are
 the students' own; only the limits and the hidden cases differ. A section's
 points are awarded when every case of every one of its tests passes, the
@@ -37,13 +39,14 @@ import numpy as np
 import common
 from common import Verdict
 from datasets import DATASETS, DataUnavailable, data_dir
-from staff import sandbox
+from staff import cgroups, sandbox, training
 from staff.cli import UsageError, find_table, parse_size, table_names
 from staff.fixtures import CIFAR_TIME_LIMIT, MNIST_TIME_LIMIT
 from staff.kit import KIT_MODULES
 from staff.points import STANDARD_TABLE, Section
-from staff.sandbox import GIB, MIB, Limits
+from staff.sandbox import GIB, MIB, PROCESSES, Limits, size_text
 
+AUTO_ISOLATIONS = ('bwrap', 'unshare')  # what --isolation auto tries, best first
 CHILD_VERDICTS = {Verdict.NOT_IMPLEMENTED, Verdict.FAILED, Verdict.ERROR, Verdict.MEMORY_LIMIT,
                   Verdict.NOT_AVAILABLE}  # what run_case may say of a case (and RAN)
 DEFAULT_LIMITS = Limits(wall=60, cpu=60, memory=2 * GIB, threads=1)
@@ -70,6 +73,7 @@ class Plan:
     limits: Limits = DEFAULT_LIMITS
     training: bool = False
     unavailable: str = ''
+    import_wall: float | None = None  # seconds to import solution.py, if not counted in limits.wall
 
 
 def fixture_cases(fixture, prefix='', skip_training=False):
@@ -106,38 +110,60 @@ def select_sections(table, only):
 
 # ============================ Isolation probing =============================
 
-def describe_isolation(isolation):
-    version = f" ({sandbox.bwrap_version()})" if isolation == 'bwrap' else ''
-    return f"{isolation}{version}: {sandbox.DESCRIPTIONS[isolation]}"
-
-
 @cache
 def isolation_problem(isolation):
     """Why `isolation` cannot run a child on this machine, or ''."""
     if isolation != 'none' and not shutil.which(isolation):
         return f"{isolation} is not installed" + (
             " (apt-get install bubblewrap)" if isolation == 'bwrap' else '')
+    return probe(isolation, DEFAULT_LIMITS)
+
+
+def probe(isolation, limits, groups=None):
+    """Why a child with these limits cannot import numpy in this sandbox, or ''."""
     with tempfile.TemporaryDirectory(prefix='nn-grade-probe-') as directory:
         submission = Path(directory) / 'solution.py'
         submission.write_text('')
-        finished, child = run_child(Plan(Section('probe', 'probe', 0.0, ())), submission,
-                                    isolation, hide=(), fixtures={}, probe=True)
+        plan = Plan(Section('probe', 'probe', 0.0, ()), limits=limits)
+        finished, child = run_child(submission, plan, isolation, groups, probe=True)
     if child.imported:
         return ''
     output = finished.output.decode(errors='replace').strip().splitlines()
-    return output[-1] if output else f"the probe child exited with status {finished.exit_code}"
+    if output:
+        return output[-1]
+    if finished.signal:
+        return f"the probe child was killed by {signal.Signals(finished.signal).name}"
+    return f"the probe child exited with status {finished.exit_code}"
+
+
+@cache
+def limits_problem(isolation, limits, groups):
+    """probe() with these limits, once per set of limits."""
+    return '' if limits == DEFAULT_LIMITS and groups is None else probe(isolation, limits, groups)
+
+
+def check_hidden(path, what):
+    """A usage error if the sandbox would show `path` to the child."""
+    if shown := sandbox.shown(path):
+        raise UsageError(f"{what} {path} is inside {shown}, which the sandbox shows to the "
+                         f"submission: move it elsewhere")
 
 
 def choose_isolation(requested):
-    """(isolation, notes): the requested one, or with 'auto' the best that works here."""
-    candidates = sandbox.ISOLATIONS if requested == 'auto' else (requested,)
+    """(isolation, notes): the requested one, or with 'auto' the best that works here.
+
+    'auto' never picks 'none': running without a sandbox must be asked for.
+    """
+    candidates = AUTO_ISOLATIONS if requested == 'auto' else (requested,)
     notes = []
     for isolation in candidates:
         problem = isolation_problem(isolation)
         if not problem:
             return isolation, notes
         notes.append(f"{isolation} does not work here: {problem}")
-    raise UsageError(f"--isolation {requested}: {'; '.join(notes)}")
+    advice = "; install bubblewrap, or grade without a sandbox with --isolation none" \
+        if requested == 'auto' else ''
+    raise UsageError(f"--isolation {requested}: {'; '.join(notes)}{advice}")
 
 
 # ============================== Running a child =============================
@@ -178,27 +204,52 @@ def child_environment(stage, threads):
     """A clean environment: no variables of the grader's, a fixed hash seed."""
     return {'PATH': '/usr/local/bin:/usr/bin:/bin', 'HOME': str(stage), 'TMPDIR': str(stage),
             'LANG': 'C.UTF-8', 'PYTHONHASHSEED': '0',
-            'NN_DATA_DIR': str(data_dir().resolve()),
             **{name: str(threads) for name in ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS',
                                                'MKL_NUM_THREADS', 'BLIS_NUM_THREADS',
                                                'VECLIB_MAXIMUM_THREADS', 'NUMEXPR_NUM_THREADS')}}
 
 
-def run_child(plan, submission, isolation, hide, fixtures, probe=False):
-    """Runs the plan's cases in a sandboxed child; returns (Finished, ChildReport).
+@contextmanager
+def section_group(groups, limits):
+    """A cgroup for one section's processes (None without cgroups), removed after."""
+    if groups is None:
+        yield None
+        return
+    group = groups.create(limits.pids, limits.memory)
+    try:
+        yield group
+    finally:
+        group.remove()
 
-    A probe only checks that the sandbox starts and imports numpy.
+
+def run_child(submission, plan, isolation, groups=None, fixtures=None, probe=False):
+    """Runs one section's cases against a submission in a sandboxed child.
+
+    The one entry point for running a section, wherever it runs (this
+    machine or a cluster engine's worker): `plan` holds the cases and the
+    limits, `groups` the cgroups.Cgroups to bound it with (None: rlimits
+    only), `fixtures` the public fixtures copied beside the child (default:
+    the kit's). Training cases get their data through the child's data pipe
+    (staff/training.py). Returns (sandbox.Finished, ChildReport), the
+    training results already in the test set's order and timed here. A
+    probe only checks that the sandbox starts and imports numpy.
     """
-    with work_directory(submission, plan.cases, fixtures) as stage:
-        jail = {'writable': str(stage), 'hide': list(hide)} if isolation == 'unshare' else None
+    fixtures = common.find_fixtures() if fixtures is None else fixtures
+    deliveries = [] if probe else training.deliveries(plan.cases)
+    with work_directory(submission, plan.cases, fixtures if not probe else {}) as stage, \
+            section_group(groups, plan.limits) as group:
+        jail = sandbox.jail_setup(stage) if isolation == 'unshare' else None
         setup = json.dumps({'limits': plan.limits.for_child(), 'jail': jail,
                             'path': sandbox.library_path(), 'probe': probe})
         command = [sys.executable, '-I', '-S', '-B', str(stage / '_grader_child.py'), setup,
                    str(stage / '_grader_cases.pkl')]
         finished = sandbox.run(command, isolation, stage, plan.limits,
                                child_environment(stage, plan.limits.threads), CHANNEL_LIMIT,
-                               readable=[str(data_dir().resolve())])
-    return finished, read_channel(finished.channel, len(plan.cases))
+                               group, training.feed(deliveries) if deliveries else None,
+                               plan.import_wall)
+    child = read_channel(finished.channel, len(plan.cases))
+    training.restore_results(deliveries, child, finished)
+    return finished, child
 
 
 # ============================ The results channel ===========================
@@ -213,6 +264,7 @@ class ChildReport:
     imported: bool = False
     import_failure: tuple = ()     # (one-line message, traceback)
     results: dict = field(default_factory=dict)  # index: (RAN, {name: array}) or (Verdict, text)
+    result_ends: dict = field(default_factory=dict)  # index: channel offset where its result ends
     problem: str = ''              # why the rest of the channel was unreadable
 
 
@@ -276,7 +328,8 @@ def read_channel(data, case_count):
                 report.import_failure = (text(header, 'message'), text(header, 'details'))
             elif event == 'result':
                 index, result = read_result(header, stream, case_count)
-                report.results.setdefault(index, result)
+                if index not in report.results:
+                    report.results[index], report.result_ends[index] = result, stream.tell()
             elif event != 'done':
                 raise ChannelError(f"unknown message {line[:80]!r}")
     except (ValueError, TypeError, RecursionError, ChannelError) as error:
@@ -313,8 +366,10 @@ def stop_reason(finished, limits, child, during):
     """(Verdict, message) for a child that ended before sending all its results."""
     if child.problem:
         return Verdict.ERROR, child.problem
+    if finished.oom_kills:
+        return Verdict.MEMORY_LIMIT, oom_message(limits, during)
     if finished.timed_out:
-        return Verdict.TIME_LIMIT, f"the {limits.wall:g} s wall-clock limit ran out {during}"
+        return Verdict.TIME_LIMIT, f"the {finished.timed_out:g} s wall-clock limit ran out {during}"
     if finished.signal == signal.SIGXCPU or (finished.signal == signal.SIGKILL and limits.cpu
                                              and finished.seconds >= limits.cpu):
         return Verdict.TIME_LIMIT, f"the {limits.cpu:g} s CPU time limit ran out {during}"
@@ -326,6 +381,11 @@ def stop_reason(finished, limits, child, during):
     if finished.channel_overflow:
         return Verdict.ERROR, f"over {CHANNEL_LIMIT // MIB} MiB of results were sent {during}"
     return Verdict.ERROR, f"the process exited with status {finished.exit_code} {during}"
+
+
+def oom_message(limits, during):
+    return (f"the kernel killed a process for going over the {size_text(limits.memory)} memory "
+            f"limit of all the section's processes together {during}")
 
 
 def judge_case(case, result, hidden):
@@ -411,6 +471,10 @@ def judge(plan, child, finished):
         result = section_result(plan, test_results(outcomes, stop), outcomes, full_messages)
     else:
         result = import_failed(plan, child, finished)
+    if finished.oom_kills and result.verdict != Verdict.MEMORY_LIMIT:  # whichever process the
+        during = 'while the section ran' if child.imported else 'while importing solution.py'
+        result.verdict = Verdict.MEMORY_LIMIT  # kernel killed, and even if the child went on
+        result.message = oom_message(plan.limits, during)
     result.seconds, result.output = finished.seconds, child_output(finished)
     return result
 
@@ -431,6 +495,7 @@ class Report:
     limits: dict           # {'sections' or a training test: description of its limits}
     seconds: float = 0.0
     failure: str = ''      # why grading this submission broke down, if it did
+    warning: str = ''      # the first line of every output: no sandbox
 
     @property
     def total(self):
@@ -441,7 +506,8 @@ class Report:
         return sum(result.section.points for result in self.sections)
 
     def to_json(self):
-        return {'submission': self.submission, 'total': self.total, 'max_total': self.max_total,
+        return {**({'warning': self.warning} if self.warning else {}),
+                'submission': self.submission, 'total': self.total, 'max_total': self.max_total,
                 'sections': [result.to_json() for result in self.sections],
                 'isolation': self.isolation, 'limits': self.limits,
                 'seconds': round(self.seconds, 3), 'failure': self.failure}
@@ -460,7 +526,8 @@ class Report:
                           'status': 'passed' if result.verdict == Verdict.PASSED else 'failed',
                           'visibility': 'visible'})
         return {'score': self.total, 'execution_time': round(self.seconds, 1),
-                'output': self.footer(), 'visibility': 'visible', 'tests': tests}
+                'output': '\n'.join([*self.preamble(), self.footer()]), 'visibility': 'visible',
+                'tests': tests}
 
     def non_passed(self):
         """'2.1.2 failed;3.7 not available': the verdicts other than passed."""
@@ -469,13 +536,25 @@ class Report:
         return ';'.join(f"{result.section.number} {result.verdict}" for result in self.sections
                         if result.verdict != Verdict.PASSED)
 
+    def summary(self):
+        """non_passed() for a console line: an import failure once, with its reason."""
+        failed = next((r for r in self.sections if r.verdict == Verdict.IMPORT_FAILED), None)
+        if failed is None or self.failure:
+            return self.non_passed()
+        return f"import failed: {printable(failed.message)}"
+
     def footer(self):
         limits = '; '.join(f"{name}: {text}" for name, text in self.limits.items())
         return f"isolation: {self.isolation}\nlimits: {limits}"
 
+    def preamble(self):
+        """The lines every output starts with: a warning when there was no sandbox."""
+        return [f"WARNING: {self.warning}"] if self.warning else []
+
     def table(self):
-        lines = [f"{'section':8} {'title':22} {'points':>6} {'awarded':>7}  {'verdict':15} "
-                 f"{'time':>7}"]
+        header = (f"{'section':8} {'title':22} {'points':>6} {'awarded':>7}  {'verdict':15} "
+                  f"{'time':>7}")
+        lines = [*self.preamble(), header]
         for result in self.sections:
             lines.append(f"{result.section.number:8} {result.section.title[:22]:22} "
                          f"{result.section.points:6g} {result.awarded:7g}  {result.verdict:15} "
@@ -533,18 +612,42 @@ class Grader:
 
     def __init__(self, table, only='', hidden_dir=None, limits=DEFAULT_LIMITS,
                  training_time=None, training_memory=TRAINING_MEMORY, training_threads=None,
-                 isolation='auto', private=()):
+                 isolation='auto', use_cgroups=True):
         self.limits = limits
         self.training_time, self.training_memory = training_time, training_memory
         self.training_threads = training_threads or cores()
         self.fixtures = common.find_fixtures()
         self.hidden = self.hidden_fixtures(hidden_dir)
-        self.plans = [self.plan(section) for section in select_sections(table, only)]
+        sections = select_sections(table, only)
         self.isolation, notes = choose_isolation(isolation)
-        self.description = '; '.join([describe_isolation(self.isolation), *notes])
-        self.hide = [str(Path(path).resolve()) for path in (hidden_dir, *private)
-                     if path and Path(path).is_dir() and self.may_hide(Path(path).resolve())]
+        if self.isolation != 'none':
+            check_hidden(common.KIT_DIR, "the kit's checkout")
+            check_hidden(data_dir(), "the data directory")
+        self.cgroups, no_cgroups = cgroups.find() if use_cgroups else (None, "not asked for")
+        self.check_limits(self.limits, '--memory')
+        self.plans = [self.plan(section) for section in sections]
+        if training_plan := next((plan for plan in self.plans if plan.training), None):
+            self.check_limits(training_plan.limits, '--training-memory')
+        self.description = '; '.join([sandbox.describe(self.isolation), self.bounded(no_cgroups),
+                                      *notes])
+        self.warning = sandbox.NO_SANDBOX if self.isolation == 'none' else ''
         self.slots = Slots()
+
+    def bounded(self, no_cgroups):
+        """What the limits cover, for the isolation line."""
+        always = ("each process's address space, CPU time and file size by rlimits, the "
+                  "wall-clock time by the grader")
+        if self.cgroups:
+            return (f"bounded: the number of processes and the memory of all a section's "
+                    f"processes together by {self.cgroups.describe()}; {always}")
+        return (f"bounded: {always}; NOT bounded: the number of processes and the memory of "
+                f"all a section's processes together (no cgroups: {no_cgroups})")
+
+    def check_limits(self, limits, option):
+        """A usage error unless a sandboxed child can import numpy within these limits."""
+        if problem := limits_problem(self.isolation, limits, self.cgroups):
+            raise UsageError(f"{option} {size_text(limits.memory)}: a sandboxed child cannot "
+                             f"import numpy within the limits ({problem}); give more")
 
     @staticmethod
     def hidden_fixtures(directory):
@@ -557,16 +660,10 @@ class Grader:
             raise UsageError(f"--hidden {directory}: no NN_unittest_<test>_input directories in it")
         return fixtures
 
-    def may_hide(self, path):
-        """Whether hiding `path` from the child leaves it what it needs."""
-        needed = [Path(tempfile.gettempdir()).resolve(), data_dir().resolve(),
-                  *map(Path, sandbox.python_paths())]
-        return not any(path == other or path in other.parents for other in needed)
-
     def training_limits(self, cases):
         wall = self.training_time or max(case['time_limit'] for case in cases) + TRAINING_ALLOWANCE
         return Limits(wall=wall, cpu=None, memory=self.training_memory,
-                      threads=self.training_threads)
+                      threads=self.training_threads, processes=self.limits.processes)
 
     def plan(self, section):
         cases = []
@@ -586,7 +683,8 @@ class Grader:
             return Plan(section, cases, self.limits)
         if problem := dataset_problem(training):
             return Plan(section, unavailable=problem)
-        return Plan(section, cases, self.training_limits(training), training=True)
+        return Plan(section, cases, self.training_limits(training), training=True,
+                    import_wall=self.limits.wall)
 
     def limit_descriptions(self):
         limits = {'sections': self.limits.describe()}
@@ -600,7 +698,7 @@ class Grader:
         start = time.monotonic()
         results = list(self.section_results(submission))
         return Report(str(submission), results, self.description, self.limit_descriptions(),
-                      time.monotonic() - start)
+                      time.monotonic() - start, warning=self.warning)
 
     def section_results(self, submission):
         """Each section's SectionResult as soon as it is known (the checking service
@@ -620,7 +718,8 @@ class Grader:
 
     def grade_section(self, plan, submission):
         with self.slots.exclusive() if plan.training else self.slots.shared():
-            finished, child = run_child(plan, submission, self.isolation, self.hide, self.fixtures)
+            finished, child = run_child(submission, plan, self.isolation, self.cgroups,
+                                        self.fixtures)
         return judge(plan, child, finished)
 
     def failed_report(self, submission, error):
@@ -628,7 +727,8 @@ class Grader:
         message = f"the grader failed on this submission ({type(error).__name__}: {error})"
         return Report(str(submission), [SectionResult(plan.section, Verdict.ERROR, message)
                                         for plan in self.plans],
-                      self.description, self.limit_descriptions(), failure=message)
+                      self.description, self.limit_descriptions(), failure=message,
+                      warning=self.warning)
 
     def grade_all(self, submissions, jobs, progress=print):
         """{student: Report} for {student: path}, `jobs` submissions at a time."""
@@ -645,7 +745,7 @@ class Grader:
                     reports[student] = self.failed_report(submissions[student], error)
                 report = reports[student]
                 progress(f"{printable(student)}: {report.total:g} / {report.max_total:g}"
-                         + (f"  ({report.non_passed()})" if report.non_passed() else ''))
+                         + (f"  ({report.summary()})" if report.non_passed() else ''))
         finally:  # on Ctrl-C, only the sections already running finish
             pool.shutdown(cancel_futures=True)
         return dict(sorted(reports.items()))
@@ -654,7 +754,8 @@ class Grader:
 # =================================== CLI ====================================
 
 def find_submissions(directory):
-    """{student: path} from <student>.py files and <student>/solution.py folders."""
+    """({student: path}, [names skipped]) from <student>.py files and <student>/solution.py
+    folders; everything else in the directory is skipped."""
     files = {path.stem: path for path in directory.glob('*.py')}
     folders = {path.name: path / 'solution.py' for path in directory.iterdir()
                if path.is_dir() and (path / 'solution.py').is_file()}
@@ -663,7 +764,10 @@ def find_submissions(directory):
                          f"<name>/solution.py; keep one")
     if not files and not folders:
         raise UsageError(f"{directory}: no submissions (<student>.py or <student>/solution.py)")
-    return {**files, **folders}
+    taken = {*files.values(), *(path.parent for path in folders.values())}
+    skipped = sorted(path.name + ('/' if path.is_dir() else '') for path in directory.iterdir()
+                     if path not in taken)
+    return {**files, **folders}, skipped
 
 
 # The output formats: write(path, grader, reports, batch) with reports {student: Report};
@@ -702,12 +806,50 @@ class OutputFormat:
     batch: bool = True
 
 
+def positive(kind):
+    """An argparse type: a number of `kind` (int or float) above 0."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not value > 0 or not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r}: give a number above 0")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def output_problem(path):
+    """Why the grades cannot be written to `path`, or ''."""
+    folder = path.parent if str(path.parent) else Path('.')
+    if path.is_dir():
+        return f"{path} is a directory"
+    if not folder.is_dir():
+        return f"no directory {folder}"
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        return f"{path} is not writable"
+    return ''
+
+
 OUTPUT_FORMATS = {
     'json': OutputFormat(write_json, 'write the grades as JSON'),
     'gradescope': OutputFormat(write_gradescope, "write Gradescope's results.json (one submission "
                                                  "only)", batch=False),
     'csv': OutputFormat(write_csv, 'write a CSV: student, points per section, total, verdicts'),
 }
+
+
+def check_outputs(args, batch):
+    """A usage error, before any grading, for an output that cannot be written."""
+    for name, output in OUTPUT_FORMATS.items():
+        path = getattr(args, name)
+        if path is None:
+            continue
+        if batch and not output.batch:
+            raise UsageError(f"--{name} takes one submission, not a directory")
+        if problem := output_problem(path):
+            raise UsageError(f"--{name} {path}: {problem}")
 
 
 def add_arguments(parser):
@@ -718,7 +860,7 @@ def add_arguments(parser):
     parser.add_argument('submission', type=Path,
                         help='a solution.py, or a directory of <student>.py or '
                              '<student>/solution.py')
-    parser.add_argument('--only', default='', metavar='NAMES',
+    parser.add_argument('--only', metavar='NAMES',
                         help='comma-separated tests or section numbers: grade only their sections')
     parser.add_argument('--sections', default=str(STANDARD_TABLE), metavar='FILE',
                         help=f"points table: a CSV file, or the name of one of the kit's "
@@ -727,32 +869,57 @@ def add_arguments(parser):
                         help='also run the hidden fixture set in DIR (same layout as tests/)')
     for name, output in OUTPUT_FORMATS.items():
         parser.add_argument(f"--{name}", type=Path, metavar='FILE', help=output.help)
-    parser.add_argument('--jobs', type=int, default=cores(),
+    parser.add_argument('--jobs', type=positive(int), default=cores(),
                         help='submissions graded at a time (default: the number of cores)')
     parser.add_argument('--isolation', choices=('auto', *sandbox.ISOLATIONS), default='auto',
-                        help='auto (default): bwrap if it works, else unshare, else none')
+                        help="auto (default): bwrap if it works, else unshare; none (no sandbox: "
+                             "the submission can read everything) only when asked for")
+    parser.add_argument('--processes', type=positive(int), default=PROCESSES, metavar='N',
+                        help=f"processes and threads of a section besides its BLAS threads, "
+                             f"where cgroups work (default {PROCESSES})")
     limits = parser.add_argument_group('limits of every section but mnist and cifar')
-    limits.add_argument('--time', type=float, default=DEFAULT_LIMITS.wall, metavar='SECONDS',
-                        help='wall-clock and CPU time (default %(default)g)')
+    limits.add_argument('--time', type=positive(float), default=DEFAULT_LIMITS.wall,
+                        metavar='SECONDS', help='wall-clock and CPU time (default %(default)g); '
+                        'also the import time limit of the training sections')
     limits.add_argument('--memory', type=parse_size, default=DEFAULT_LIMITS.memory, metavar='SIZE',
-                        help='address space, e.g. 2G (default 2G)')
-    limits.add_argument('--threads', type=int, default=DEFAULT_LIMITS.threads,
+                        help='address space of each process and, with cgroups, memory of all '
+                             'the processes together, e.g. 2G (default 2G)')
+    limits.add_argument('--threads', type=positive(int), default=DEFAULT_LIMITS.threads,
                         help='BLAS threads (default %(default)s)')
     training = parser.add_argument_group('limits of the training sections (mnist, cifar)')
-    training.add_argument('--training-time', type=float, metavar='SECONDS',
-                          help=f"wall-clock time (default: the assignment's training limit, "
-                               f"{MNIST_TIME_LIMIT} s or {CIFAR_TIME_LIMIT} s, + "
-                               f"{TRAINING_ALLOWANCE} s to load data and predict)")
+    training.add_argument('--training-time', type=positive(float), metavar='SECONDS',
+                          help=f"wall-clock time from sending the data (default: the assignment's "
+                               f"training limit, {MNIST_TIME_LIMIT} s or {CIFAR_TIME_LIMIT} s, + "
+                               f"{TRAINING_ALLOWANCE} s to predict)")
     training.add_argument('--training-memory', type=parse_size, default=TRAINING_MEMORY,
-                          metavar='SIZE', help='address space (default 6G)')
-    training.add_argument('--training-threads', type=int,
+                          metavar='SIZE', help='memory, as --memory (default 6G)')
+    training.add_argument('--training-threads', type=positive(int),
                           help='BLAS threads (default: all cores)')
 
 
-def make_grader(args, private):
-    limits = Limits(wall=args.time, cpu=args.time, memory=args.memory, threads=args.threads)
-    return Grader(find_table(args.sections), args.only, args.hidden, limits, args.training_time,
-                  args.training_memory, args.training_threads, args.isolation, private)
+def make_grader(args):
+    if args.only is not None and not args.only.replace(',', '').strip():
+        raise UsageError("--only: give test names or section numbers, e.g. --only relu,2.1.2")
+    limits = Limits(wall=args.time, cpu=args.time, memory=args.memory, threads=args.threads,
+                    processes=args.processes)
+    return Grader(find_table(args.sections), args.only or '', args.hidden, limits,
+                  args.training_time, args.training_memory, args.training_threads, args.isolation)
+
+
+def batch_preamble(grader, skipped):
+    """What a batch says before grading: no sandbox, sections no submission can get
+    (with what to do about it), the files it skips."""
+    lines = [f"WARNING: {grader.warning}"] if grader.warning else []
+    lines += [f"WARNING: {plan.section.number} {plan.section.title} is not available, so every "
+              f"submission gets 0 for it: {printable(plan.unavailable.splitlines()[0])}"
+              for plan in grader.plans if plan.unavailable]
+    return lines + skipped_lines(skipped)
+
+
+def skipped_lines(skipped):
+    """The line that names what find_submissions skipped, if anything."""
+    return [f"skipped {len(skipped)} entries that are not submissions (<student>.py or "
+            f"<student>/solution.py): {printable(', '.join(skipped))}"] if skipped else []
 
 
 def main(args):
@@ -760,16 +927,16 @@ def main(args):
     target = args.submission
     batch = target.is_dir()
     if batch:
-        submissions = find_submissions(target)
-        for name, output in OUTPUT_FORMATS.items():
-            if getattr(args, name) and not output.batch:
-                raise UsageError(f"--{name} takes one submission, not a directory")
+        submissions, skipped = find_submissions(target)
     elif not target.is_file():
         raise UsageError(f"no submission at {target}: give a solution.py or a directory")
-    grader = make_grader(args, [target if batch else target.parent])
+    check_outputs(args, batch)
+    grader = make_grader(args)
     if batch:
+        for line in batch_preamble(grader, skipped):
+            print(line, flush=True)
         start = time.monotonic()
-        reports = grader.grade_all(submissions, max(args.jobs, 1))
+        reports = grader.grade_all(submissions, args.jobs)
         seconds = time.monotonic() - start
         print(f"graded {len(reports)} submissions in {seconds:.0f} s with {args.jobs} at a time\n"
               f"{next(iter(reports.values())).footer()}")

@@ -217,6 +217,24 @@ def section_rows(table, written):
     return '\n'.join(rows + [f"| | total | {table.max_total:g} | | |"])
 
 
+ORIGINAL_KIT_HEADING = '### Coming from the original course kit\n'
+ORIGINAL_KIT_CONV_HEADING = '#### Its convolutional part\n'
+
+
+def original_kit_notes(table):
+    """The project README's notes for students of the original course kit; their part
+    on the convolutional sections only when the kit has the conv test."""
+    path = common.KIT_DIR / 'README.md'
+    readme = path.read_text() if path.is_file() else ''
+    if readme.count(ORIGINAL_KIT_HEADING) != 1 or readme.count(ORIGINAL_KIT_CONV_HEADING) != 1:
+        raise KitError(f"{path} needs the sections {ORIGINAL_KIT_HEADING.strip()!r} and "
+                       f"{ORIGINAL_KIT_CONV_HEADING.strip()!r}: the student README copies them")
+    notes = re.split(r'\n#{2,3} ', readme.split(ORIGINAL_KIT_HEADING)[1], maxsplit=1)[0]
+    base, conv = notes.split(ORIGINAL_KIT_CONV_HEADING)
+    with_conv = any('conv' in section.tests for section in table.sections)
+    return base.strip() + ('\n\n' + conv.strip() if with_conv else '')
+
+
 def student_readme(table, written, fixtures, mnist_size):
     """The kit's README.md: set-up, commands, sections and points, data, what to upload."""
     trained = training_cases(fixtures)
@@ -264,6 +282,10 @@ A section's points are awarded when every case of each of its tests passes.{bars
 
 MNIST is included in `data/mnist/` (four .gz files, {size_text(mnist_size)}).
 {cifar_text}
+## Coming from the original course kit
+
+{original_kit_notes(table)}
+
 ## What to upload
 
 Only `solution.py`. The checking system runs it with its own copies of the other files

@@ -35,14 +35,43 @@ class Table:
         return sum(section.points for section in self.sections)
 
 
+COLUMNS = ['section', 'title', 'points', 'tests']
+
+
 def load_table(path=STANDARD_TABLE):
-    """Reads a points table; a malformed one is a ValueError naming the line."""
+    """Reads a points table; a malformed one is a ValueError naming the line.
+
+    It needs the header section,title,points,tests, at least one section,
+    distinct section numbers, points >= 0 and at least one test per section.
+    """
     sections = []
-    with open(path, newline='') as file:
-        for line, row in enumerate(csv.DictReader(file), 2):
-            try:
-                sections.append(Section(row['section'], row['title'], float(row['points']),
-                                        tuple(row['tests'].split())))
-            except (KeyError, TypeError, ValueError, AttributeError) as error:
-                raise ValueError(f"{path}:{line}: bad row {row} ({error})") from None
+    try:
+        with open(path, newline='') as file:
+            reader = csv.DictReader(file)
+            if reader.fieldnames != COLUMNS:
+                raise ValueError(f"{path}:1: the header must be {','.join(COLUMNS)}, not "
+                                 f"{','.join(reader.fieldnames or [])!r}")
+            for line, row in enumerate(reader, 2):
+                sections.append(table_row(path, line, row))
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise ValueError(f"{path}: not a CSV points table ({error})") from None
+    if not sections:
+        raise ValueError(f"{path}: no sections")
+    numbers = [section.number for section in sections]
+    if repeated := sorted({number for number in numbers if numbers.count(number) > 1}):
+        raise ValueError(f"{path}: section {', '.join(repeated)} appears more than once")
     return Table(tuple(sections))
+
+
+def table_row(path, line, row):
+    """The Section of one row of a points table."""
+    try:
+        section = Section(row['section'].strip(), row['title'], float(row['points']),
+                          tuple(row['tests'].split()))
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise ValueError(f"{path}:{line}: bad row {row} ({error})") from None
+    if None in row or not section.number or not section.tests or \
+            not 0 <= section.points < float('inf'):
+        raise ValueError(f"{path}:{line}: bad row {row} (a section number, points >= 0 and "
+                         f"at least one test)")
+    return section

@@ -34,7 +34,7 @@ from copydetect import compare_files
 from copydetect.utils import filter_code, get_token_coverage, highlight_overlap, winnow
 
 from staff.cli import UsageError, add_reference_argument, find_table
-from staff.grader import cores, find_submissions, printable
+from staff.grader import cores, find_submissions, printable, skipped_lines
 from staff.kit import make_template
 from staff.points import STANDARD_TABLE
 
@@ -451,8 +451,10 @@ def main(args):
         raise UsageError(f"--top {args.top}: give at least 1")
     check_output('--html', args.html)
     check_output('--csv', args.csv)
-    submissions = {student: read_text(path)
-                   for student, path in sorted(find_submissions(args.submissions).items())}
+    found, skipped = find_submissions(args.submissions)
+    for line in skipped_lines(skipped):
+        print(line, flush=True)
+    submissions = {student: read_text(path) for student, path in sorted(found.items())}
     others = {REFERENCE: read_text(args.reference)}
     if args.against:
         others.update(against_files(args.against))

@@ -26,9 +26,6 @@ MUTANTS = [
     Edit('softmax', 'no max subtraction: exp overflows on large logits',
          'exps = np.exp(inputs - np.max(inputs, axis=1, keepdims=True))',
          'exps = np.exp(inputs)'),
-    Edit('softmax', 'max subtracted over the whole batch, not per row',
-         'exps = np.exp(inputs - np.max(inputs, axis=1, keepdims=True))',
-         'exps = np.exp(inputs - np.max(inputs))'),
     Edit('softmax', 'diagonal-only Jacobian y(1 - y)',
          'return y * (grad_outputs - np.sum(grad_outputs * y, axis=1, keepdims=True))',
          'return y * (1 - y) * grad_outputs'),
@@ -147,6 +144,9 @@ MUTANTS = [
     Edit('batchnorm', 'test mode normalizes with the batch statistics',
          'mean, var = self.running_mean, self.running_var',
          'mean, var = np.mean(inputs, axis=axes), np.var(inputs, axis=axes)'),
+    Edit('batchnorm', 'eps forgotten: divides by the bare standard deviation',
+         'self.inv_std = np.reshape(1 / np.sqrt(var + self.eps), shape)',
+         'self.inv_std = np.reshape(1 / np.sqrt(var), shape)'),
     Edit('batchnorm', 'gamma gradient summed over the batch, not averaged',
          'self.gamma_grad[...] = grad_gamma / n', 'self.gamma_grad[...] = grad_gamma'),
     Edit('batchnorm', 'backward ignores that the batch mean and variance depend on x',
@@ -245,6 +245,15 @@ VARIANTS = [
     Edit('relu', 'gradient through the outputs instead of the inputs',
          'return grad_outputs * (self.forward_inputs > 0)',
          'return np.where(self.forward_outputs > 0, grad_outputs, 0)'),
+    Edit('softmax', "the maximum of the whole tensor subtracted (the assignment's tip)",
+         'exps = np.exp(inputs - np.max(inputs, axis=1, keepdims=True))',
+         'exps = np.exp(inputs - np.max(inputs))'),
+    Edit('softmax', 'the maximum of the whole tensor subtracted, in float32',
+         'exps = np.exp(inputs - np.max(inputs, axis=1, keepdims=True))',
+         'x = inputs.astype(np.float32)\n        exps = np.exp(x - np.max(x))'),
+    Edit('softmax', "each row's maximum subtracted, in float32",
+         'exps = np.exp(inputs - np.max(inputs, axis=1, keepdims=True))',
+         'x = inputs.astype(np.float32)\n        exps = np.exp(x - np.max(x, axis=1, keepdims=True))'),
     Edit('softmax', 'backward through an explicit Jacobian per sample',
          'return y * (grad_outputs - np.sum(grad_outputs * y, axis=1, keepdims=True))',
          'jacobian = y[:, :, None] * (np.eye(y.shape[1]) - y[:, None, :])\n'
@@ -296,6 +305,24 @@ VARIANTS = [
          'kernels_grad = (self.input_matrix @ grad_rows.T).T',
          'cols = self.input_matrix.reshape(len(self.input_matrix), -1, n).transpose(2, 0, 1)\n'
          '        kernels_grad = np.sum(grad_outputs.reshape(n, D, -1) @ cols.transpose(0, 2, 1), axis=0)'),
+    Edit('maxpool', 'the gradient split evenly among tied maxima',
+         'for k in range(K * K):\n'
+         '            ki, kj = divmod(k, K)\n'
+         '            grad_inputs[:, :, ki:Ho * K:K, kj:Wo * K:K] = grad_outputs * (self.argmax == k)',
+         'windows = self.forward_inputs[:, :, :Ho * K, :Wo * K].reshape(*grad_outputs.shape[:2], Ho, K, Wo, K)\n'
+         '        maxima = windows == self.forward_outputs[:, :, :, None, :, None]\n'
+         '        shares = maxima / np.sum(maxima, axis=(3, 5), keepdims=True)\n'
+         '        grad_inputs[:, :, :Ho * K, :Wo * K] = (grad_outputs[:, :, :, None, :, None] * shares\n'
+         '                                             ).reshape(*grad_outputs.shape[:2], Ho * K, Wo * K)'),
+    Edit('maxpool', 'the first of tied maxima, by argmax over each flattened window',
+         'for k in range(K * K):\n'
+         '            ki, kj = divmod(k, K)\n'
+         '            grad_inputs[:, :, ki:Ho * K:K, kj:Wo * K:K] = grad_outputs * (self.argmax == k)',
+         'windows = self.forward_inputs[:, :, :Ho * K, :Wo * K].reshape(*grad_outputs.shape[:2], Ho, K, Wo, K)\n'
+         '        first = np.argmax(windows.transpose(0, 1, 2, 4, 3, 5).reshape(*grad_outputs.shape, K * K), axis=-1)\n'
+         '        for k in range(K * K):\n'
+         '            ki, kj = divmod(k, K)\n'
+         '            grad_inputs[:, :, ki:Ho * K:K, kj:Wo * K:K] = grad_outputs * (first == k)'),
     Edit('maxpool', 'the last of tied maxima takes the gradient',
          '(candidates > outputs) * np.int16(k)', '(candidates >= outputs) * np.int16(k)'),
     Edit('batchnorm', 'running variance from the unbiased batch variance (m / (m - 1))',

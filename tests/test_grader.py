@@ -8,11 +8,13 @@ import csv
 import hashlib
 import io
 import json
+import os
 import re
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,10 +25,10 @@ from mutants import MUTANTS
 
 import common
 import datasets
-from staff import fixtures, grader
+from staff import fixtures, grader, training
 from staff.kit import make_template
 from staff.points import load_table
-from staff.sandbox import GIB, Limits
+from staff.sandbox import GIB, MIB, Limits
 
 REFERENCE = common.KIT_DIR / 'solution.py'
 SNIPPETS = Path(__file__).resolve().parent / 'submissions'
@@ -59,13 +61,21 @@ HOSTILE = {
     'sleeping_children': {},
     'setsid_escapee': {},
     'deletes_tests': {},
+    'reference_hunter': {'*': 'not implemented'},  # on the blank template: finds nothing
+    'fork_flood': {'relu': 'error'},
 }
+ON_BLANK = ('reference_hunter',)  # snippets appended to the blank template, not the reference
+HAS_CGROUPS = grader.cgroups.find()[0] is not None
+if not HAS_CGROUPS:  # bounded only by a section's cgroup (CI has them): not run without
+    del HOSTILE['fork_flood']
+SPREAD = Limits(wall=30, cpu=30, memory=640 * MIB, threads=1)  # for memory_spread
 # Submissions that are safe to import into this process: their local
 # ./run.py unittest verdicts must be the grader's.
 IMPORTABLE = ('equal_subclass', 'plain_values')
 MUTANT_OF = {test: next(m for m in MUTANTS if m.test == test)
              for test in QUICK_TESTS if any(m.test == test for m in MUTANTS)}
-SLEEPERS = ('sleep 86397', 'sleep 86396')  # the commands of sleeping_children, setsid_escapee
+# the commands of sleeping_children, setsid_escapee, fork_flood
+SLEEPERS = ('sleep 86397', 'sleep 86396', 'sleep 86395')
 FIXTURE_FILES = '*_unittest_*_input/*'  # the kit's files the submissions try to delete
 
 
@@ -153,6 +163,9 @@ def write_corpus(directory, decoy, hidden, port, names):
     """directory/<name>.py for each name: the reference, blank, mutant_<test>, or a snippet."""
     directory.mkdir()
     reference = REFERENCE.read_text()
+    placeholders = {'@KIT@': decoy, '@HIDDEN@': hidden, '@PORT@': port,
+                    '@REAL_KIT@': common.KIT_DIR, '@DATA@': datasets.data_dir().resolve(),
+                    '@SUBMISSIONS@': directory.resolve()}
     for name in names:
         if name == 'reference':
             source = reference
@@ -164,9 +177,10 @@ def write_corpus(directory, decoy, hidden, port, names):
             source = reference.replace(mutant.old, mutant.new)
         else:
             snippet = (SNIPPETS / f"{name}.py").read_text()
-            for placeholder, value in (('@KIT@', decoy), ('@HIDDEN@', hidden), ('@PORT@', port)):
+            for placeholder, value in placeholders.items():
                 snippet = snippet.replace(placeholder, str(value))
-            source = f"{reference}\n\n{snippet}"
+            base = blank_template(reference) if name in ON_BLANK else reference
+            source = f"{base}\n\n{snippet}"
         (directory / f"{name}.py").write_text(source)
     return directory
 
@@ -185,14 +199,16 @@ class Corpus:
         self.directory = write_corpus(root / 'submissions', self.decoy, hidden, port, names)
         (self.directory / 'ghost.py').symlink_to(root / 'nowhere.py')  # breaks the grader
         self.grader = grader.Grader(TABLE, ','.join(s.number for s in sections), limits=FAST,
-                                    isolation=isolation, private=[self.directory])
-        self.reports = self.grader.grade_all(grader.find_submissions(self.directory), jobs=2,
+                                    isolation=isolation)
+        self.reports = self.grader.grade_all(grader.find_submissions(self.directory)[0], jobs=2,
                                              progress=lambda line: None)
 
 
 ALL_NAMES = ['reference', 'blank', *(f"mutant_{test}" for test in MUTANT_OF), *HOSTILE]
-FALLBACK_NAMES = ['reference', 'infinite_loop', 'memory_bomb', 'segfault', 'network',
-                  'sleeping_children', 'setsid_escapee', 'deletes_tests']
+FALLBACK_NAMES = [name for name in ('reference', 'infinite_loop', 'memory_bomb', 'segfault',
+                                     'network', 'sleeping_children', 'setsid_escapee',
+                                     'deletes_tests', 'reference_hunter', 'fork_flood')
+                  if name == 'reference' or name in HOSTILE]
 FALLBACK_SECTIONS = [s for s in QUICK_SECTIONS if {'relu', 'softmax', 'dense'} & set(s.tests)]
 
 
@@ -310,8 +326,33 @@ def check_isolation(corpus):
     assert corpus.connections == []
 
 
+def explored(report):
+    """What reference_hunter saw from inside the sandbox."""
+    line = next(line for line in report.sections[0].output.splitlines()
+                if line.startswith('EXPLORED '))
+    return json.loads(line.removeprefix('EXPLORED '))
+
+
+def check_isolation_line(report):
+    """The report's isolation line says exactly what a submission could see."""
+    seen = explored(report)
+    assert not any(seen['seen'].values()), seen['seen']  # kit, reference, staff/, data, ...
+    visible = re.search(r'the child sees read-only (.*?), and read-write its own work directory',
+                        report.isolation)[1].split(', ')
+    temporary = Path(tempfile.gettempdir()).resolve()
+    assert set(seen['top']) == {Path(path).parts[1] for path in visible} | {
+        'proc', 'dev', temporary.parts[1]}
+    if temporary == Path('/tmp'):
+        assert len(seen['tmp']) == 1 and seen['tmp'][0].startswith('nn-grade-')  # its own only
+    assert "the kit's checkout" in report.isolation
+    assert 'hidden: everything else' in report.isolation
+    bounded = report.isolation.split('bounded: ')[1]
+    assert ('cgroup v' in bounded) == HAS_CGROUPS
+
+
 def test_isolation_holds(corpus):
     check_isolation(corpus)
+    check_isolation_line(corpus.reports['reference_hunter'])
     if shutil.which('bwrap'):
         assert corpus.grader.isolation == 'bwrap'
         assert corpus.reports['reference'].isolation.startswith('bwrap (bubblewrap')
@@ -323,6 +364,49 @@ def test_unshare_fallback_gives_the_same_verdicts(fallback):
         assert verdicts(report) == expected_verdicts(expected, FALLBACK_SECTIONS), name
     assert fallback.reports['reference'].isolation.startswith('unshare:')
     check_isolation(fallback)
+    check_isolation_line(fallback.reports['reference_hunter'])
+
+
+@pytest.mark.skipif(not HAS_CGROUPS, reason="no cgroups here")
+def test_fork_flood_is_an_error_and_groups_are_removed(corpus):
+    flood = next(r for r in corpus.reports['fork_flood'].sections if 'relu' in r.section.tests)
+    assert 'BlockingIOError' in flood.message and flood.awarded == 0
+    assert not [folder for parent in corpus.grader.cgroups.parents
+                for folder in parent.glob(f"{grader.cgroups.PREFIX}{os.getpid()}-*")]
+
+
+@pytest.mark.skipif(not HAS_CGROUPS, reason="no cgroups here")
+@pytest.mark.parametrize('isolation', ['auto', 'unshare'])
+def test_memory_spread_over_children_is_a_memory_limit(tmp_path, isolation):
+    directory = write_corpus(tmp_path / 'subs', tmp_path, tmp_path, 0, ['memory_spread'])
+    report = grader.Grader(TABLE, 'relu', limits=SPREAD, isolation=isolation).grade(
+        directory / 'memory_spread.py')
+    assert verdicts(report) == {'2.1.1': 'memory limit'} and report.total == 0
+    assert report.sections[0].message == (
+        "the kernel killed a process for going over the 640 MiB memory limit of all the "
+        "section's processes together while the section ran")
+
+
+def test_cgroups_left_by_a_killed_grader_are_removed(tmp_path):
+    if not HAS_CGROUPS:
+        pytest.skip("no cgroups here")
+    groups = grader.cgroups.find()[0]
+    leftovers = [parent / f"{grader.cgroups.PREFIX}999999999-1"  # above any pid: not running
+                 for parent in groups.parents]
+    for folder in leftovers:
+        folder.mkdir()
+    groups.remove_leftovers()  # what the grader does at start-up
+    assert not any(folder.exists() for folder in leftovers)
+
+
+def test_without_cgroups_the_limits_are_per_process_and_the_report_says_so(tmp_path):
+    """The fallback: rlimits only. memory_spread then passes: its test is not vacuous."""
+    directory = write_corpus(tmp_path / 'subs', tmp_path, tmp_path, 0, ['memory_spread'])
+    rlimits = grader.Grader(TABLE, 'relu', limits=SPREAD, use_cgroups=False)
+    report = rlimits.grade(directory / 'memory_spread.py')
+    assert verdicts(report) == {'2.1.1': 'passed'}
+    assert "NOT bounded: the number of processes and the memory of all a section's processes " \
+           "together (no cgroups: not asked for)" in report.isolation
 
 
 def test_without_bwrap_auto_picks_unshare(tmp_path, monkeypatch):
@@ -348,9 +432,39 @@ def test_no_sandbox_is_reported_and_lets_the_network_through(tmp_path):
         none = grader.Grader(TABLE, 'relu', limits=FAST, isolation='none')
         reference = none.grade(directory / 'reference.py')
         assert verdicts(reference) == {'2.1.1': 'passed'}
-        assert reference.isolation.startswith('none: NO SANDBOX')
+        assert reference.table().startswith('WARNING: NO SANDBOX (--isolation none): the '
+                                            'submission could read and write everything')
+        assert reference.to_gradescope()['output'].startswith('WARNING: NO SANDBOX')
+        assert next(iter(reference.to_json())) == 'warning'
         assert verdicts(none.grade(directory / 'network.py')) == {'2.1.1': 'failed'}
         assert connections
+
+
+def test_no_sandbox_lets_the_reference_hunter_win(tmp_path):
+    """What the sandbox prevents: the hunter's test is not vacuous."""
+    directory = write_corpus(tmp_path / 'subs', tmp_path, tmp_path, 0, ['reference_hunter'])
+    report = grader.Grader(TABLE, 'relu,softmax', limits=FAST, isolation='none').grade(
+        directory / 'reference_hunter.py')
+    assert verdicts(report) == {'2.1.1': 'passed', '2.1.2': 'passed'}
+    assert explored(report)['seen']['reference']
+
+
+def test_data_the_sandbox_would_show_is_a_usage_error(monkeypatch):
+    monkeypatch.setenv('NN_DATA_DIR', '/usr/share')
+    with pytest.raises(grader.UsageError, match="the data directory /usr/share is inside /usr, "
+                                                "which the sandbox shows to the submission"):
+        grader.Grader(TABLE, 'relu', limits=FAST)
+
+
+def test_auto_never_picks_no_sandbox(tmp_path, monkeypatch):
+    monkeypatch.setenv('PATH', str(tmp_path))
+    grader.isolation_problem.cache_clear()
+    try:
+        with pytest.raises(grader.UsageError, match="install bubblewrap, or grade without a "
+                                                    "sandbox with --isolation none"):
+            grader.choose_isolation('auto')
+    finally:
+        grader.isolation_problem.cache_clear()
 
 
 @pytest.mark.parametrize('isolation', ['auto', 'unshare'])
@@ -390,7 +504,8 @@ def test_training_section_has_its_own_time_limit():
     report = training.grade(REFERENCE)
     assert verdicts(report) == {'2.4': 'time limit'}
     assert report.sections[0].message.endswith("the 3 s wall-clock limit ran out during this case")
-    assert report.limits['mnist'] == "3 s wall, no CPU limit, 6 GiB memory, 1 BLAS thread"
+    assert report.limits['mnist'] == \
+        "3 s wall, no CPU limit, 6 GiB memory, 1 BLAS thread, 64 processes"
 
 
 def test_training_limits_default_to_the_assignments():
@@ -402,10 +517,124 @@ def test_training_limits_default_to_the_assignments():
 def test_missing_cifar_data_is_not_available(tmp_path, monkeypatch):
     monkeypatch.setenv('NN_DATA_DIR', str(tmp_path))
     monkeypatch.setattr(datasets, 'CIFAR10_MIRRORS', ['http://127.0.0.1:9/'])
-    report = grader.Grader(TABLE, 'cifar').grade(REFERENCE)
+    cifar = grader.Grader(TABLE, 'cifar')
+    report = cifar.grade(REFERENCE)
     assert verdicts(report) == {'3.7': 'not available'}
     assert datasets.CIFAR10_ARCHIVE in report.sections[0].message
     assert report.total == 0 and report.max_total == 2.0
+    (warning,) = grader.batch_preamble(cifar, [])  # a batch says it once, with what to do
+    assert warning.startswith("WARNING: 3.7 CIFAR-10 is not available, so every submission gets "
+                              "0 for it: ") and "download cifar-10-python.tar.gz by hand" in warning
+
+
+def tiny_mnist(seed=0, train=1500, test=500):
+    """A small stand-in for MNIST that the reference learns in a second: 10
+    classes of 784 standardized features around random centres."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(10, 784)).astype(np.float32)
+
+    def draw(count):
+        labels = rng.integers(0, 10, count)
+        return centres[labels] + 2 * rng.normal(size=(count, 784)).astype(np.float32), labels
+
+    (x_train, train_labels), (x_test, test_labels) = draw(train), draw(test)
+    return x_train, datasets.one_hot(train_labels, 10), x_test, datasets.one_hot(test_labels, 10)
+
+
+TINY = tiny_mnist()
+TINY_CASE = {'valid_size': 500, 'time_limit': 3}  # the fake clock sleeps 4 s
+# submission: (verdict, points) of section 2.4 with the tiny data
+TRAINING_HOSTILE = {
+    'reference': ('passed', 1.0),
+    'label_lookup_loader': ('error', 0),  # the kit's loader finds no data in the sandbox
+    'label_table': ('failed', 0),         # the order and the image bytes are the run's own
+    'trains_at_import': ('import failed', 0),  # the import has a time limit of its own
+    'fake_clock': ('failed', 0),          # the time is measured outside
+}
+
+
+@pytest.fixture
+def tiny(monkeypatch):
+    """MNIST replaced by TINY in this process: the grader loads the data, not the child."""
+    monkeypatch.setitem(datasets.DATASETS, 'mnist', lambda: TINY)
+
+
+def tiny_grader(isolation='auto'):
+    """Grades section 2.4 on the tiny data, with TINY_CASE's validation size and time limit."""
+    tiny_grader = grader.Grader(TABLE, 'mnist', limits=FAST, training_time=30,
+                                training_threads=1, isolation=isolation)
+    plan = tiny_grader.plans[0]
+    test, name, case = plan.cases[0]
+    plan.cases[0] = (test, name, {**case, **TINY_CASE})
+    return tiny_grader
+
+
+def training_corpus(directory):
+    """The training corpus; label_table carries TINY's test labels and image hashes."""
+    write_corpus(directory, directory, directory, 0, TRAINING_HOSTILE)
+    table = directory / 'label_table.py'
+    labels = ''.join(map(str, np.argmax(TINY[3], axis=1)))
+    hashes = ' '.join(hashlib.md5(image.tobytes()).hexdigest()[:12] for image in TINY[2])
+    table.write_text(table.read_text().replace('@TEST_LABELS@', labels)
+                     .replace('@TEST_HASHES@', hashes))
+    return directory
+
+
+@pytest.mark.parametrize('isolation', ['auto', 'unshare'])
+def test_training_corpus_gets_its_verdicts(tiny, tmp_path, isolation):
+    if isolation == 'unshare' and grader.isolation_problem('unshare'):
+        pytest.skip("unshare does not work here")
+    directory = training_corpus(tmp_path / 'subs')
+    training = tiny_grader(isolation)
+    reports = {name: training.grade(directory / f"{name}.py") for name in TRAINING_HOSTILE}
+    got = {name: (report.sections[0].verdict, report.total) for name, report in reports.items()}
+    assert got == TRAINING_HOSTILE
+    messages = {name: report.sections[0].message for name, report in reports.items()}
+    assert re.fullmatch(r"test accuracy (0\.9\d+|1\.0+), trained in \d s", messages['reference'])
+    assert messages['label_lookup_loader'].startswith(
+        "case 'MNIST test accuracy': solution.py tried to load a dataset itself")
+    accuracy = float(re.match(r"case '.*': test accuracy ([\d.]+)", messages['label_table'])[1])
+    assert accuracy < 0.3
+    assert messages['trains_at_import'] == \
+        "the 5 s wall-clock limit ran out while importing solution.py"
+    assert re.search(r"trained in [4-9] s: over the limit of 3 s", messages['fake_clock'])
+
+
+def test_label_table_would_pass_without_the_disguise(tiny, tmp_path, monkeypatch):
+    """What shuffling and perturbing prevent: the label table's test is not vacuous."""
+    monkeypatch.setattr(training, 'disguise', lambda x_train, y_train, x_test, rng: (
+        x_train, y_train, x_test, np.arange(len(x_test))))
+    directory = training_corpus(tmp_path / 'subs')
+    assert verdicts(tiny_grader().grade(directory / 'label_table.py')) == {'2.4': 'passed'}
+
+
+def test_the_child_gets_no_test_labels(tiny):
+    """What goes down the data pipe: the training set and the test images, nothing more."""
+    plan = tiny_grader().plans[0]
+    (delivery,) = training.deliveries(plan.cases)
+    sent_train, sent_labels, sent_test = delivery.arrays
+    x_train, y_train, x_test, y_test = TINY
+    assert sent_train.shape == x_train.shape and sent_labels.shape == y_train.shape
+    assert sent_test.shape == x_test.shape
+    assert not any(array.shape[0] == len(y_test) and array.shape[1:] == y_test.shape[1:]
+                   for array in delivery.arrays)
+
+
+def test_disguise_shuffles_and_perturbs_slightly():
+    x_train, y_train, x_test, y_test = TINY
+    sent = [training.disguise(x_train, y_train, x_test, np.random.default_rng(seed))
+            for seed in (1, 2)]
+    for sent_train, sent_labels, sent_test, order in sent:
+        assert sorted(order) == list(range(len(x_test)))
+        difference = sent_test - x_test[order]
+        assert 0 < np.abs(difference).max() < 6 * training.NOISE
+        assert not any(a.tobytes() == b.tobytes() for a, b in zip(sent_test, x_test[order]))
+        assert np.array_equal(np.sort(sent_train.sum(axis=1)), np.sort(x_train.sum(axis=1)))
+        assert np.array_equal(sent_labels.sum(axis=0), y_train.sum(axis=0))  # reordered only
+    assert not np.array_equal(sent[0][3], sent[1][3])  # a new order every run
+    delivery = training.Delivery(0, (), sent[0][3])
+    labels = np.argmax(y_test, axis=1)
+    assert np.array_equal(delivery.restore(labels[sent[0][3]]), labels)
 
 
 @pytest.mark.training
@@ -559,15 +788,60 @@ def test_cli_batch_writes_csv(tmp_path):
         "solution.py called sys.exit(1) while being imported"
 
 
+def test_cli_batch_says_what_it_skipped_and_why_imports_failed(tmp_path):
+    submissions = tmp_path / 'submissions'
+    (submissions / 'empty_folder').mkdir(parents=True)
+    (submissions / 'notes.txt').write_text('not a submission')
+    (submissions / 'carol.py').write_text('import numpy as np\nraise ValueError("no, thanks")\n')
+    done = grade(submissions, '--only', 'relu,2.1.2')
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == ("skipped 2 entries that are not submissions (<student>.py or "
+                        "<student>/solution.py): empty_folder/, notes.txt")
+    assert "carol: 0 / 2  (import failed: ValueError: no, thanks)" in lines
+
+
 @pytest.mark.parametrize('args, message', [
     (['missing.py'], "no submission at missing.py"),
     ([REFERENCE, '--only', 'relu,nonsense'], "unknown test or section nonsense"),
+    ([REFERENCE, '--only', ''], "--only: give test names or section numbers"),
+    ([REFERENCE, '--only', ' , '], "--only: give test names or section numbers"),
     ([REFERENCE, '--sections', 'nonsense'], "no such points table"),
+    ([REFERENCE, '--sections', '@BINARY@'], "not a CSV points table"),
+    ([REFERENCE, '--sections', '@TEXT@'], "the header must be section,title,points,tests"),
+    ([REFERENCE, '--sections', '@EMPTY@'], "no sections"),
     ([REFERENCE, '--hidden', 'nowhere'], "--hidden nowhere: no such directory"),
+    ([REFERENCE, '--json', '/nonexistent/x.json'], "--json /nonexistent/x.json: no directory"),
+    ([REFERENCE, '--gradescope', '/nonexistent/r.json'], "no directory /nonexistent"),
+    ([REFERENCE, '--csv', tempfile.gettempdir()], "is a directory"),
+    ([REFERENCE, '--time', '0'], "argument --time: '0': give a number above 0"),
+    ([REFERENCE, '--time', '-5'], "give a number above 0"),
+    ([REFERENCE, '--training-time', 'nan'], "give a number above 0"),
+    ([REFERENCE, '--threads', '0'], "argument --threads: '0': give a number above 0"),
+    ([REFERENCE, '--jobs', '0'], "argument --jobs: '0': give a number above 0"),
+    ([REFERENCE, '--processes', '0'], "argument --processes: '0': give a number above 0"),
+    ([REFERENCE, '--memory', '0'], "argument --memory: '0': give a size such as 2G or 512M"),
+    ([REFERENCE, '--memory', '1K'], "--memory 1 KiB: a sandboxed child cannot import numpy"),
+    ([REFERENCE, '--memory', '64M'], "--memory 64 MiB: a sandboxed child cannot import numpy"),
+    ([REFERENCE, '--training-memory', '64M', '--only', 'mnist'],
+     "--training-memory 64 MiB: a sandboxed child cannot import numpy"),
 ])
-def test_cli_usage_errors_exit_2(args, message):
-    done = grade(*args)
-    assert done.returncode == 2 and message in done.stderr
+def test_cli_usage_errors_exit_2_before_grading(args, message, tmp_path):
+    """One line, no traceback, and nothing graded (no table on stdout)."""
+    tables = {'@BINARY@': b'\x00\xff garbage,\n1,2\n', '@TEXT@': b'a,b\n1,2\n',
+              '@EMPTY@': b'section,title,points,tests\n'}
+    for name, content in tables.items():
+        (tmp_path / f"{name.strip('@')}.csv").write_bytes(content)
+    done = grade(*(tmp_path / f"{arg.strip('@')}.csv" if arg in tables else arg for arg in args))
+    assert done.returncode == 2 and message in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and 'Traceback' not in done.stderr
+    assert done.stdout == ''
+
+
+def test_cli_memory_that_imports_numpy_is_accepted():
+    """numpy imports within 128 MiB (and not within 64 MiB, above)."""
+    done = grade(REFERENCE, '--only', 'relu', '--memory', '128M')
+    assert done.returncode == 0, done.stderr
 
 
 def test_cli_same_student_twice_is_a_usage_error(tmp_path):

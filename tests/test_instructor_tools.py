@@ -182,6 +182,22 @@ def test_mnist_kit_has_only_its_sections_with_its_points(kits):
     readme = (kits['mnist'] / 'README.md').read_text()
     assert 'assignment kit (5 points)' in readme and '| 2.1.2 | Softmax | 1 | `softmax` |' in readme
     assert 'CIFAR' not in readme and 'MiB' in readme and 'Only `solution.py`' in readme
+    assert '`model.print_parameters()`' in readme and 'determine_padding' not in readme
+
+
+def test_a_readme_without_the_original_kit_notes_is_a_clear_error(tmp_path, monkeypatch):
+    (tmp_path / 'README.md').write_text('# numpy-nn-kit\n')
+    monkeypatch.setattr(common, 'KIT_DIR', tmp_path)
+    with pytest.raises(kit.KitError,
+                       match="README.md needs the sections '### Coming from the original"):
+        kit.original_kit_notes(load_table(STANDARD_TABLE))
+
+
+def test_standard_kit_readme_maps_the_original_kits_api(kits):
+    readme = (kits['standard'] / 'README.md').read_text()
+    notes = readme.split('## Coming from the original course kit\n', 1)[1].split('\n## ', 1)[0]
+    assert '`model.print_parameters()`' in notes
+    assert '| `determine_padding(kernel_size, mode)`' in notes
 
 
 @pytest.mark.parametrize('table', ['standard', 'mnist'])
@@ -517,7 +533,7 @@ TOY_TABLE_LINE = '4.4,Tanh,0.5,tanh\n'
 def test_adding_a_section_by_the_readme_steps(tmp_path):
     repo = tmp_path / 'repo'
     repo.mkdir()
-    for name in (*kit.KIT_MODULES, 'solution.py', 'requirements.txt'):
+    for name in (*kit.KIT_MODULES, 'solution.py', 'requirements.txt', 'README.md'):
         shutil.copy2(common.KIT_DIR / name, repo / name)
     shutil.copytree(common.KIT_DIR / 'staff', repo / 'staff',
                     ignore=shutil.ignore_patterns('__pycache__'))
