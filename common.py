@@ -11,11 +11,12 @@ pickles.py (safe loading of the fixture files).
 """
 import importlib.util
 import json
-import pickle
+import os
 import sys
 import time
 import traceback
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -31,6 +32,12 @@ KIT_DIR = Path(__file__).resolve().parent
 TESTS_DIR = KIT_DIR / 'tests'
 RTOL = 1e-4
 ATOL = 1e-5
+GIB = 1 << 30
+TIME_LIMIT = 60  # seconds (wall and CPU) of each section in the checking system
+MEMORY_LIMIT = 2 * GIB  # bytes of memory of each section in the checking system
+TRAINING_MEMORY_LIMIT = 6 * GIB  # the same for the training sections (mnist, cifar)
+TRAINING_ALLOWANCE = 60  # seconds of wall time beyond their training limit: data, predicting
+REEXTRACT = "re-extract the kit's tests/ folder from its zip"
 
 
 class Verdict(StrEnum):
@@ -65,6 +72,12 @@ def as_array(value, what):
     return array
 
 
+def non_finite(array):
+    """'2 NaN and 1 inf of 12 elements (shape (3, 4))': how much of an array is not a number."""
+    return (f"{np.count_nonzero(np.isnan(array))} NaN and {np.count_nonzero(np.isinf(array))} inf "
+            f"of {array.size} elements (shape {array.shape})")
+
+
 def compare(what, actual, expected, rtol=RTOL, atol=ATOL):
     """Raises CheckFailed unless actual matches expected elementwise.
 
@@ -76,11 +89,12 @@ def compare(what, actual, expected, rtol=RTOL, atol=ATOL):
     options = expected if isinstance(expected, list) else [expected]
     if actual.shape != options[0].shape:
         raise CheckFailed(f"{what}: shape {actual.shape}, expected {options[0].shape}")
-    if not np.all(np.isfinite(actual)):  # expected values are finite
-        index = tuple(int(i) for i in np.argwhere(~np.isfinite(actual))[0])
-        raise CheckFailed(f"{what} has NaN or inf at {np.count_nonzero(~np.isfinite(actual))} of "
-                          f"{actual.size} elements (shape {actual.shape}): at index {index} "
-                          f"expected {options[0][index]:.6g}, got {actual[index]}")
+    if not np.all(np.isfinite(actual)):
+        first = tuple(map(int, np.argwhere(~np.isfinite(actual))[0]))
+        raise CheckFailed(
+            f"{what}: {non_finite(actual)}; the first at index {first}: expected "
+            f"{options[0][first]:.6g}, got {actual[first]} (an overflow, e.g. exp of a large "
+            f"number, or a division by zero?)")
     scale = max(1.0, max(float(np.max(np.abs(option), initial=0)) for option in options))
     errors = np.stack([np.abs(actual.astype(np.float64) - option) for option in options])
     allowed = np.stack([atol * scale + rtol * np.abs(option) for option in options])
@@ -433,24 +447,43 @@ def is_training(case):
 
 @dataclass
 class Fixture:
-    """One fixture directory tests/NN_unittest_<test>_input/."""
+    """One fixture directory tests/NN_unittest_<test>_input/.
+
+    A directory whose description.json cannot be read is a Fixture too, with
+    the test name of its directory, no cases and `damage` saying what is wrong.
+    """
     directory: Path
     section: str
     title: str
     points: float
     test: str
     cases: list
+    damage: str = ''
 
     @classmethod
     def load(cls, directory):
         directory = Path(directory)
         try:
             description = json.loads((directory / 'description.json').read_text())
-            return cls(directory, str(description['section']), description['title'],
-                       float(description['points']), description['test'],
-                       description['cases'])
-        except (OSError, ValueError, KeyError) as error:
-            raise FixtureError(f"{directory}: bad description.json ({error!r})") from None
+            fixture = cls(directory, str(description['section']), str(description['title']),
+                          float(description['points']), str(description['test']),
+                          list(description['cases']))
+            if not all(isinstance(entry, dict) and {'file', 'kind', 'name'} <= entry.keys()
+                       for entry in fixture.cases):
+                raise ValueError("a case without 'file', 'kind' and 'name'")
+            return fixture
+        except FileNotFoundError:
+            raise FixtureError(f"{directory / 'description.json'} is missing: "
+                               f"{REEXTRACT}") from None
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise FixtureError(f"{directory / 'description.json'} is damaged (bad "
+                               f"description.json: {error!r}): {REEXTRACT}") from None
+
+    @classmethod
+    def damaged(cls, directory, error):
+        """The stand-in for a directory that Fixture.load refused."""
+        test = Path(directory).name.split('_unittest_', 1)[-1].removesuffix('_input')
+        return cls(Path(directory), '?', test, 0.0, test, [], str(error))
 
     @property
     def is_training(self):
@@ -459,16 +492,36 @@ class Fixture:
 
     def load_case(self, entry):
         """The case's data: a dict with 'kind', 'name', inputs and 'expected'."""
+        path = self.directory / entry['file']
+        if not path.is_file():
+            raise FixtureError(f"{path} is missing: {REEXTRACT}")
         try:
-            case = load_pickle(self.directory / entry['file'])
-        except (OSError, pickle.UnpicklingError, EOFError) as error:
-            raise FixtureError(f"{self.directory / entry['file']}: {error}") from None
+            case = load_pickle(path)
+        except FixtureError:
+            raise
+        except Exception as error:  # a damaged pickle fails in many ways
+            raise FixtureError(f"{path} is damaged ({type(error).__name__}: {error}): "
+                               f"{REEXTRACT}") from None
+        if not isinstance(case, dict):
+            raise FixtureError(f"{path} is damaged (it holds {type(case).__name__}, not a "
+                               f"case): {REEXTRACT}")
         return {'kind': entry['kind'], 'name': entry['name'], **case}
 
 
-def find_fixtures(tests_dir=TESTS_DIR):
-    """{test name: Fixture} for every NN_unittest_<test>_input directory, in order."""
-    fixtures = [Fixture.load(path) for path in sorted(Path(tests_dir).glob('*_unittest_*_input'))]
+def find_fixtures(tests_dir=TESTS_DIR, keep_damaged=False):
+    """{test name: Fixture} for every NN_unittest_<test>_input directory, in order.
+
+    A directory with a bad description.json raises FixtureError, or with
+    keep_damaged is kept as Fixture.damaged, so that the others still run.
+    """
+    fixtures = []
+    for path in sorted(Path(tests_dir).glob('*_unittest_*_input')):
+        try:
+            fixtures.append(Fixture.load(path))
+        except FixtureError as error:
+            if not keep_damaged:
+                raise
+            fixtures.append(Fixture.damaged(path, error))
     return {fixture.test: fixture for fixture in fixtures}
 
 
@@ -521,17 +574,49 @@ def run_case(solution, case):
     except DataUnavailable as error:
         return Verdict.NOT_AVAILABLE, str(error)
     except MemoryError:
-        return Verdict.MEMORY_LIMIT, "ran out of memory (MemoryError)"
+        limit = TRAINING_MEMORY_LIMIT if is_training(case) else MEMORY_LIMIT
+        return Verdict.MEMORY_LIMIT, (f"ran out of memory (MemoryError); the checking system "
+                                      f"allows {limit / GIB:g} GiB for this section")
     except CheckFailed as error:
         return Verdict.FAILED, str(error)
+    except SystemExit as error:  # sys.exit(), exit() or, see os_exit_forbidden, os._exit()
+        return Verdict.ERROR, exit_message(error, solution.__file__)
     except Exception as error:  # the student's code raised: report it, go on
         return Verdict.ERROR, student_traceback(error, solution.__file__).rstrip()
+
+
+class ExitCalled(SystemExit):
+    """Raised by os._exit while it is forbidden (os_exit_forbidden), so that it can be reported."""
+
+    def __init__(self, status):
+        super().__init__(status)
+        self.call = f"os._exit({status!r})"
+
+
+@contextmanager
+def os_exit_forbidden():
+    """Within it, os._exit raises ExitCalled: solution.py's call is reported, not obeyed."""
+    def refuse(status):
+        raise ExitCalled(status)
+    original, os._exit = os._exit, refuse
+    try:
+        yield
+    finally:
+        os._exit = original
+
+
+def exit_message(error, solution_file):
+    """What a SystemExit of the student's code (sys.exit, exit, os._exit) says, with their lines."""
+    call = getattr(error, 'call', f"sys.exit({'' if error.code is None else repr(error.code)})")
+    return (f"solution.py must not exit, but it called {call}:\n"
+            f"{student_traceback(error, solution_file).rstrip()}")
 
 
 def verify_case(case, results):
     """(Verdict.PASSED, note) or (Verdict.FAILED, message) for the results of one case."""
     try:
-        return Verdict.PASSED, CHECKS[case['kind']].verify(case, results) or ''
+        with np.errstate(all='ignore'):  # NaN and inf results are reported, not warned about
+            return Verdict.PASSED, CHECKS[case['kind']].verify(case, results) or ''
     except CheckFailed as error:
         hint = f"\n  hint: {case['hint']}" if case.get('hint') else ''
         return Verdict.FAILED, f"{error}{hint}"
@@ -540,9 +625,15 @@ def verify_case(case, results):
 def run_test(fixture, solution):
     """Runs every case of a fixture against the solution module."""
     start = time.perf_counter()
+    if fixture.damage:
+        return Result(fixture.test, Verdict.ERROR, fixture.damage)
     outcomes = []
     for entry in fixture.cases:
-        case = fixture.load_case(entry)
+        try:
+            case = fixture.load_case(entry)
+        except FixtureError as error:  # one damaged file fails its own case only
+            outcomes.append((entry['name'], Verdict.ERROR, str(error)))
+            continue
         verdict, results = run_case(solution, case)
         if verdict == RAN:
             verdict, message = verify_case(case, results)

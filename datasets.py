@@ -313,3 +313,6 @@ def load_cifar10():
 
 
 DATASETS = {'mnist': load_mnist, 'cifar10': load_cifar10}
+TRAINING_SHAPES = {'mnist': (60000, 784), 'cifar10': (50000, 3, 32, 32)}  # x_train as loaded
+CLASSES = 10  # of both datasets
+RAW_DATASETS = {'mnist': load_mnist_raw, 'cifar10': load_cifar10_raw}  # cached; loading checks

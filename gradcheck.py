@@ -6,6 +6,8 @@ layer in float64 and returns both gradients, relative_error() compares them.
 """
 import numpy as np
 
+from common import non_finite
+
 
 def numerical_gradient(f, x, h=1e-6, grad_outputs=1.0):
     """Central-difference gradient of sum(f() * grad_outputs) w.r.t. array x.
@@ -49,21 +51,38 @@ def check_float64(layer, inputs, seed):
     It does in float64; a layer that computes in float32 inside loses it, and
     central differences would then measure rounding noise.
     """
-    signs = np.random.default_rng((seed, 2))
     np.random.seed(seed)
     outputs = np.array(layer(inputs))
+    if not np.all(np.isfinite(outputs)):
+        raise GradientCheckError(f"{layer.name}: the outputs have {non_finite(outputs)}: an "
+                                 f"overflow (exp of a large number?) or a division by zero")
+    if outputs.size == 0:
+        raise GradientCheckError(f"{layer.name}: its outputs are empty (shape {outputs.shape}), so "
+                                 f"there is nothing to check: give other --args or a larger "
+                                 f"--input-shape")
     for name in ['inputs', *layer.parameter_names]:
-        array = inputs if name == 'inputs' else getattr(layer, name)
-        original = array.copy()
-        array += 1e-12 * (1 + np.abs(array)) * signs.choice([-1, 1], size=array.shape)
-        np.random.seed(seed)
-        changed = np.any(np.asarray(layer(inputs)) != outputs)
-        array[...] = original
-        if not changed:
+        if not changes_outputs(layer, inputs, name, 1e-3, seed, outputs):
+            raise GradientCheckError(
+                f"{layer.name}: the outputs do not depend on {name} (changing it by 1e-3 leaves "
+                f"them the same{', all zeros' if not np.any(outputs) else ''}): check the "
+                f"arguments (--args) or the forward pass")
+        if not changes_outputs(layer, inputs, name, 1e-12, seed, outputs):
             raise GradientCheckError(
                 f"{layer.name}: changing {name} by 1e-12 leaves the outputs exactly the same, so "
-                f"the layer computes in float32 (astype(np.float32)?) or ignores {name}: the "
-                f"check needs float64 throughout")
+                f"the layer computes in float32 (astype(np.float32)?): the check needs float64 "
+                f"throughout")
+
+
+def changes_outputs(layer, inputs, name, step, seed, outputs):
+    """Whether a relative change of `step` in `name` (inputs or a parameter) changes the outputs."""
+    array = inputs if name == 'inputs' else getattr(layer, name)
+    original = array.copy()
+    signs = np.random.default_rng((seed, 2)).choice([-1, 1], size=array.shape)
+    array += step * (1 + np.abs(array)) * signs
+    np.random.seed(seed)
+    changed = np.any(np.asarray(layer(inputs)) != outputs)
+    array[...] = original
+    return changed
 
 
 def forward_repeatably(layer, inputs, seed):
@@ -90,10 +109,12 @@ def backward_gradients(layer, grad_outputs, inputs):
         gradients[name] = len(inputs) * np.asarray(getattr(layer, name + '_grad'), dtype=np.float64)
     for name, gradient in gradients.items():
         expected = np.shape(inputs if name == 'inputs' else getattr(layer, name))
+        what = 'backward() returned' if name == 'inputs' else f"{name}_grad has"
         if gradient.shape != expected:
-            what = 'backward() returned' if name == 'inputs' else f"{name}_grad has"
             raise GradientCheckError(f"{layer.name}.{what} shape {gradient.shape}, "
                                      f"expected {expected}")
+        if not np.all(np.isfinite(gradient)):
+            raise GradientCheckError(f"{layer.name}.{what} {non_finite(gradient)}")
     return gradients
 
 

@@ -104,8 +104,6 @@ class Layer(Rebuildable, ABC):
             input_shape = (input_shape,)
         self.input_shape = None if input_shape is None else tuple(input_shape)
         self.output_shape = None
-        self.forward_inputs = None
-        self.forward_outputs = None
         self.is_training = True
         self.optimizer = None
         self.parameter_updaters = {}
@@ -127,6 +125,18 @@ class Layer(Rebuildable, ABC):
     @training.setter
     def training(self, is_training):
         self.is_training = is_training
+
+    def __getattr__(self, attribute):
+        """Only reached for a missing attribute: says why it is missing."""
+        if attribute in ('forward_inputs', 'forward_outputs'):
+            hint = ("call the layer as layer(inputs), which runs forward(inputs) and keeps both "
+                    "(layer.forward(inputs) alone does not)")
+        elif not attribute.startswith('__') and self.__dict__.get('output_shape') is None:
+            hint = ("the layer is not built: add it to a model with model.add(layer), which "
+                    "builds it (the first layer needs input_shape=...)")
+        else:
+            raise AttributeError(f"{self.name!r} object has no attribute {attribute!r}")
+        raise AttributeError(f"{self.name}.{attribute} is not set: {hint}")
 
     @property
     def parameter_names(self):
@@ -200,6 +210,10 @@ class Layer(Rebuildable, ABC):
 
     def __call__(self, inputs):
         """Forward pass that keeps read-only forward_inputs/forward_outputs."""
+        if self.output_shape is None:
+            raise RuntimeError(f"{self.name} is not built: add it to a model with "
+                               f"model.add(layer), which builds it (the first layer needs "
+                               f"input_shape=...)")
         inputs = np.asarray(inputs)
         self._check_shape('input', inputs, self.input_shape)
         self.forward_inputs = read_only(inputs)
@@ -245,6 +259,7 @@ class Model:
         self.loss_valid_history = []
         self.accuracy_train_history = []
         self.accuracy_valid_history = []
+        self.interrupted = False  # set when Ctrl-C stopped fit()
 
     def add(self, layer):
         """Builds `layer` on top of the last one and appends it."""
@@ -314,6 +329,7 @@ class Model:
                 if verbose:
                     print(f"{line} ({time.perf_counter() - start:.1f} s)", flush=True)
         except KeyboardInterrupt:
+            self.interrupted = True
             print(f"\ntraining interrupted: the model keeps its weights and the histories of "
                   f"its {len(self.loss_train_history)} finished epochs", file=sys.stderr)
         finally:

@@ -27,8 +27,8 @@ COMMANDS = (  # name, the module with add_arguments(parser) and main(args), help
     ('check-fixtures', 'staff.validate', 'validate fixture directories'),
     ('make-kit', 'staff.kit', 'write the student kit (a folder and a zip)'),
     ('grade', 'staff.grader', 'grade submitted solution.py files in a sandbox'),
-    ('serve', 'staff.service.serve', 'the checking service: web server, dispatcher, workers'),
     ('similarity', 'staff.similarity', 'rank pairs of similar submissions (copies)'),
+    ('serve', 'staff.service.serve', 'the checking service: web server, dispatcher, workers'),
 )
 
 

@@ -49,9 +49,10 @@ from staff.sandbox import GIB, MIB, PROCESSES, Limits, size_text
 AUTO_ISOLATIONS = ('bwrap', 'unshare')  # what --isolation auto tries, best first
 CHILD_VERDICTS = {Verdict.NOT_IMPLEMENTED, Verdict.FAILED, Verdict.ERROR, Verdict.MEMORY_LIMIT,
                   Verdict.NOT_AVAILABLE}  # what run_case may say of a case (and RAN)
-DEFAULT_LIMITS = Limits(wall=60, cpu=60, memory=2 * GIB, threads=1)
-TRAINING_MEMORY = 6 * GIB
-TRAINING_ALLOWANCE = 60  # seconds of wall time beyond the training limit: loading data, predicting
+DEFAULT_LIMITS = Limits(wall=common.TIME_LIMIT, cpu=common.TIME_LIMIT, memory=common.MEMORY_LIMIT,
+                        threads=1)
+TRAINING_MEMORY = common.TRAINING_MEMORY_LIMIT
+TRAINING_ALLOWANCE = common.TRAINING_ALLOWANCE
 CHANNEL_LIMIT = 256 * MIB
 CHILD_SCRIPT = Path(__file__).resolve().with_name('child.py')
 HIDDEN = 'hidden: '  # prefix of the hidden cases' names
@@ -94,18 +95,22 @@ def dataset_problem(cases):
     return ''
 
 
+def section_names(section):
+    """The names of a section on the command line (as ./run.py unittest takes them too):
+    its number, its title and its tests, in lower case."""
+    return {section.number, section.title.lower(), *section.tests}
+
+
 def select_sections(table, only):
-    """The table's sections that hold any of the comma-separated test names or numbers."""
+    """The table's sections named by any of the comma-separated names (see section_names)."""
     if not only:
         return list(table.sections)
-    wanted = {name.strip() for name in only.split(',') if name.strip()}
-    known = {section.number for section in table.sections} | {
-        test for section in table.sections for test in section.tests}
+    wanted = {name.strip().lower() for name in only.split(',') if name.strip()}
+    known = set().union(*map(section_names, table.sections))
     if unknown := wanted - known:
         raise UsageError(f"--only: unknown test or section {', '.join(sorted(unknown))}; valid "
                          f"names: {', '.join(sorted(known))}")
-    return [section for section in table.sections
-            if section.number in wanted or wanted & set(section.tests)]
+    return [section for section in table.sections if wanted & section_names(section)]
 
 
 # ============================ Isolation probing =============================
@@ -437,6 +442,9 @@ def walk_cases(plan, child, finished):
             return outcomes, full_messages, stop
         verdict, message, full_messages[test, name] = judge_case(
             case, child.results[index], name.startswith(HIDDEN))
+        if verdict == Verdict.MEMORY_LIMIT:  # the child's message cannot know this grader's limit
+            message = (f"ran out of memory (MemoryError) over the {plan.limits.memory / GIB:g} "
+                       f"GiB limit")
         outcomes[test].append((name, verdict, message))
     return outcomes, full_messages, None
 

@@ -15,9 +15,9 @@ none of their code reaches the students.
 The kit holds the template, the kit's modules (KIT_MODULES), requirements.txt
 (written from STUDENT_REQUIREMENTS), MNIST (data/mnist/), the public fixture
 directories of the table's tests (numbered in the table's order, their
-descriptions carrying the table's points) and a README generated from the
-table. No reference code, hidden
-fixtures, staff/ package or project tests get into it.
+descriptions carrying the table's points), the pytest files that run them
+(KIT_TEST_FILES) and a README generated from the table. No reference code,
+hidden fixtures, staff/ package or other project tests get into it.
 """
 import argparse
 import ast
@@ -41,6 +41,7 @@ CLOSE = '# your code here /\\'
 HEADER = re.compile(r'# =+ (?P<number>\d+(?:\.\d+)*) (?P<title>.*\S) =+')
 # The modules a student receives, beside solution.py; the grader copies them into its sandbox.
 KIT_MODULES = ('interface.py', 'common.py', 'datasets.py', 'gradcheck.py', 'pickles.py', 'run.py')
+KIT_TEST_FILES = ('conftest.py', 'test_solution.py')  # tests/: python -m pytest runs the tests
 # The student kit's requirements.txt: what the kit's modules import (and pytest, which
 # the original kit's instructions use). The repository's requirements.txt pins more.
 STUDENT_REQUIREMENTS = ('numpy>=1.24', 'pytest>=7', 'tqdm>=4.60', 'matplotlib>=3.5')
@@ -202,6 +203,8 @@ def command_lines(first_test, layer, trained):
     commands += [(f"./run.py train {test} --epochs 1",
                   "train your model briefly, print its test accuracy")
                  for test in trained]
+    commands += [(f"./run.py profile {test}", "time each layer of that model, project the training")
+                 for test in list(trained)[-1:]]
     width = max(len(command) for command, _ in commands)
     return '\n'.join(f"    {command:{width}}   {what}" for command, what in commands)
 
@@ -272,6 +275,11 @@ read `interface.py` first, and `common.py` when a test fails.
 `./run.py --help` and `./run.py <command> --help` explain the options. A failed test
 names the case and the quantity that differs, with the worst index and both values.
 
+`python -m pytest` runs the same checks as `./run.py unittest`, one pytest item per case
+(`tests/test_solution.py`), for editors whose test panel runs pytest: select a test with
+`python -m pytest -m {first}` or `-k {first}`, and leave out the training with
+`-m "not training"`.
+
 ## Sections
 
 {section_rows(table, written)}
@@ -289,9 +297,27 @@ MNIST is included in `data/mnist/` (four .gz files, {size_text(mnist_size)}).
 ## What to upload
 
 Only `solution.py`. The checking system runs it with its own copies of the other files
-and of the tests, with time and memory limits, and possibly on more cases than those in
-`tests/` (other random inputs and shapes): code that is right passes those too.
+and of the tests, and possibly on more cases than those in `tests/` (other random inputs
+and shapes): code that is right passes those too.
+
+## Limits
+
+{limits_text(trained)}
 """
+
+
+def limits_text(trained):
+    """The limits of the checking system (common.py's, which the grader applies)."""
+    text = (f"Each section runs in a fresh process with at most {common.TIME_LIMIT} s (wall-clock "
+            f"and CPU time) and {common.MEMORY_LIMIT / common.GIB:g} GiB of memory; `./run.py "
+            f"unittest` stops a test after the same {common.TIME_LIMIT} s (`--time` changes it) "
+            f"with the verdict TIME LIMIT.\n")
+    for test, case in trained.items():
+        text += (f"\n- `{test}` gets its training limit of {case['time_limit'] / 60:g} minutes, "
+                 f"plus {common.TRAINING_ALLOWANCE} s to load the data and predict, and "
+                 f"{common.TRAINING_MEMORY_LIMIT / common.GIB:g} GiB of memory.")
+    return text + ("\n\nOver a limit, the section gets the verdict `time limit` or `memory limit` "
+                   "and no points.")
 
 
 # ================================== Kit =====================================
@@ -366,6 +392,8 @@ def make_kit(out_dir, table, reference=common.KIT_DIR / 'solution.py'):
             (stage / name).chmod(0o755)
         (stage / 'solution.py').write_text(template)
         copy_fixtures(table, fixtures, stage / 'tests')
+        for name in KIT_TEST_FILES:
+            shutil.copyfile(common.TESTS_DIR / name, stage / 'tests' / name)
         mnist_size = copy_mnist(stage / 'data')
         readme = student_readme(table, written_functions(template), fixtures, mnist_size)
         (stage / 'README.md').write_text(readme)

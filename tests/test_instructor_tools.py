@@ -18,6 +18,7 @@ from test_data import cifar_batch_pickle, small_cifar
 import common
 import datasets
 import pickles
+import solution
 from staff import kit, validate
 from staff.fixtures import GROWTH, directory_name
 from staff.points import EXTENDED_TABLE, STANDARD_TABLE, TABLES_DIR, load_table
@@ -110,7 +111,8 @@ def definitions(source):
 
 def test_standard_kit_holds_the_student_files_only(kits):
     files = tree(kits['standard'])
-    fixture_dirs = sorted({name.split('/')[1] for name in files if name.startswith('tests/')})
+    fixture_dirs = sorted({name.split('/')[1] for name in files if name.startswith('tests/')
+                           and name.count('/') > 1})
     assert fixture_dirs == [directory_name(number, test) for number, (_, test)
                             in enumerate(load_table(STANDARD_TABLE).numbered_tests())]
     top = sorted(name for name in files if not name.startswith(('tests/', 'data/')))
@@ -122,6 +124,10 @@ def test_standard_kit_holds_the_student_files_only(kits):
     assert os.access(kits['standard'] / 'run.py', os.X_OK)
     for name in (n for n in files if n.startswith('tests/') and n.endswith('.pkl')):
         assert files[name] == (common.TESTS_DIR / name[len('tests/'):]).read_bytes()
+    assert sorted(name for name in files if name.startswith('tests/') and name.endswith('.py')) == \
+        sorted(f'tests/{name}' for name in kit.KIT_TEST_FILES)
+    for name in kit.KIT_TEST_FILES:
+        assert files[f'tests/{name}'] == (common.TESTS_DIR / name).read_bytes()
 
 
 def test_kit_requirements_are_the_students_short_list(kits):
@@ -182,6 +188,10 @@ def test_mnist_kit_has_only_its_sections_with_its_points(kits):
     readme = (kits['mnist'] / 'README.md').read_text()
     assert 'assignment kit (5 points)' in readme and '| 2.1.2 | Softmax | 1 | `softmax` |' in readme
     assert 'CIFAR' not in readme and 'MiB' in readme and 'Only `solution.py`' in readme
+    assert ('at most 60 s (wall-clock and CPU time) and 2 GiB of memory; `./run.py unittest` stops '
+            'a test after the same 60 s') in readme
+    assert ('`mnist` gets its training limit of 10 minutes, plus 60 s to load the data and '
+            'predict, and 6 GiB of memory') in readme
     assert '`model.print_parameters()`' in readme and 'determine_padding' not in readme
 
 
@@ -227,6 +237,31 @@ def test_filling_the_regions_back_gives_the_reference_that_passes(kits, table, t
     quick = [test for test in QUICK_TESTS if test in common.find_fixtures(filled_kit / 'tests')]
     result = run('unittest', *quick, kit_dir=filled_kit)
     assert result.returncode == 0 and 'FAILED' not in result.stdout, result.stdout
+    fixtures = common.find_fixtures(filled_kit / 'tests')
+    cases = sum(len(fixtures[test].cases) for test in quick)
+    result = kit_pytest(filled_kit, '-m', 'not training')
+    assert result.returncode == 0 and f"{cases} passed" in result.stdout, result.stdout
+
+
+def kit_pytest(kit_dir, *args):
+    """python -m pytest in a kit, as a student's editor runs it."""
+    return subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', *args],
+                          cwd=kit_dir, capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_pytest_in_the_blank_kit_fails_one_item_per_case_selectable_by_test(kits):
+    relu = common.find_fixtures(kits['standard'] / 'tests')['relu']
+    result = kit_pytest(kits['standard'], '-m', 'relu')
+    assert result.returncode == 1 and f"{len(relu.cases)} failed" in result.stdout, result.stdout
+    assert 'NOT IMPLEMENTED: ReLU: your code here' in result.stdout
+    assert all(f"test_case[relu: {entry['name']}]" in result.stdout for entry in relu.cases)
+    softmax = common.find_fixtures(kits['standard'] / 'tests')['softmax']
+    by_name = kit_pytest(kits['standard'], '-k', 'softmax', '--collect-only')
+    assert by_name.returncode == 0 and f"{len(softmax.cases)}/" in by_name.stdout, by_name.stdout
+    collected = kit_pytest(kits['standard'], '--collect-only')
+    fixtures = common.find_fixtures(kits['standard'] / 'tests').values()
+    total = sum(len(fixture.cases) for fixture in fixtures)
+    assert f"{total} tests collected" in collected.stdout, collected.stdout
 
 
 @pytest.mark.training
@@ -348,14 +383,14 @@ def test_standard_dirs_keep_their_numbers_when_optional_sections_are_added():
     extended = load_table(EXTENDED_TABLE)
     assert extended.sections[:len(standard.sections)] == standard.sections
     optional = extended.sections[len(standard.sections):]
-    assert [s.title for s in optional] == ['LeakyReLU', 'RMSProp', 'Adam']
+    assert [s.title for s in optional][:3] == ['LeakyReLU', 'RMSProp', 'Adam']  # new ones go after
     assert all(s.points > 0 for s in optional)
     for other in (STANDARD_TABLE, MNIST_TABLE):
         assert not {s.number for s in optional} & {s.number for s in load_table(other).sections}
     numbered = [directory_name(n, test) for n, (_, test) in enumerate(extended.numbered_tests())]
     assert [fixture.directory.name for fixture in common.find_fixtures().values()] == numbered
-    assert numbered[15:] == ['15_unittest_leakyrelu_input', '16_unittest_rmsprop_input',
-                             '17_unittest_adam_input']
+    assert numbered[15:18] == ['15_unittest_leakyrelu_input', '16_unittest_rmsprop_input',
+                               '17_unittest_adam_input']
 
 
 def all_cases(directory):
@@ -407,7 +442,7 @@ def test_check_fixtures_passes_the_public_fixtures_and_says_what_it_did_not_trai
     result = run('check-fixtures')
     assert result.returncode == 0, result.stdout
     lines = result.stdout.splitlines()
-    assert len([line for line in lines if ': ok, ' in line]) == 18
+    assert len([line for line in lines if ': ok, ' in line]) == len(common.find_fixtures())
     for test in ('mnist', 'cifar'):
         line = next(line for line in lines if f'_unittest_{test}_input' in line)
         assert 'checked structurally only, not trained' in line
@@ -502,70 +537,102 @@ def test_check_fixtures_exit_status_and_usage_errors(tmp_path):
 
 # ============================== Adding a section ============================
 
-TOY_SECTION = '''
+def next_section_number():
+    """The number after the last section of the extended table: 4.3 -> 4.4."""
+    *major, minor = load_table(EXTENDED_TABLE).sections[-1].number.split('.')
+    return '.'.join([*major, str(int(minor) + 1)])
 
-# ================================ 4.4 Tanh ==================================
 
-class Tanh(Layer):
-    """y = tanh(x), elementwise; any input shape."""
+TOY = 'ToyTanh'  # a name no real section will take
+TOY_SECTION = """
+
+# ================================ {number} ToyTanh ==================================
+
+class ToyTanh(Layer):
+    \"\"\"y = tanh(x), elementwise; any input shape.\"\"\"
 
     def forward(self, inputs):
-        """inputs (n, ...) -> outputs (n, ...)."""
+        \"\"\"inputs (n, ...) -> outputs (n, ...).\"\"\"
         # your code here \\/
         return np.tanh(inputs)
         # your code here /\\
 
     def backward(self, grad_outputs):
-        """dL/dy (n, ...) -> dL/dx (n, ...), using y = self.forward_outputs."""
+        \"\"\"dL/dy (n, ...) -> dL/dx (n, ...), using y = self.forward_outputs.\"\"\"
         # your code here \\/
         return grad_outputs * (1 - self.forward_outputs ** 2)
         # your code here /\\
-'''
-TOY_SPECS = '''
-SPECS['tanh'] = [
-    LayerCase('batch of 1', 'Tanh', (1, 5)),
-    LayerCase('images (4, 2, 3, 3)', 'Tanh', (4, 2, 3, 3)),
+"""
+TOY_SPECS = """
+SPECS['toytanh'] = [
+    LayerCase('batch of 1', 'ToyTanh', (1, 5)),
+    LayerCase('images (4, 2, 3, 3)', 'ToyTanh', (4, 2, 3, 3)),
 ]
-'''
-TOY_TABLE_LINE = '4.4,Tanh,0.5,tanh\n'
+"""
+TOY_GRADCHECK_DEFAULTS = "    'ToyTanh': ((4, 3, 5), {}),\n"
+# The project's tests that a new section must leave green, run in the copy after the steps.
+TESTS_OF_A_NEW_SECTION = [
+    'tests/test_solution.py',
+    'tests/test_fixture_files.py',
+    'tests/test_student_tools.py::test_every_layer_of_the_kit_has_gradcheck_defaults',
+    f'tests/test_student_tools.py::test_gradcheck_finds_every_reference_layer_right_with_no_options[{TOY}]',
+    'tests/test_instructor_tools.py::test_standard_dirs_keep_their_numbers_when_optional_sections_are_added',
+    'tests/test_instructor_tools.py::test_check_fixtures_passes_the_public_fixtures_and_says_what_it_did_not_train',
+    'tests/test_instructor_tools.py::test_kit_modules_are_every_top_level_module_but_the_solution',
+]
+
+
+def add_after(path, anchor, text):
+    """Inserts text after the one line of file `path` that starts with anchor."""
+    lines = path.read_text().splitlines(keepends=True)
+    found = [index for index, line in enumerate(lines) if line.startswith(anchor)]
+    assert len(found) == 1, f"{path}: {anchor!r}"
+    path.write_text(''.join(lines[:found[0] + 1]) + text + ''.join(lines[found[0] + 1:]))
 
 
 def test_adding_a_section_by_the_readme_steps(tmp_path):
+    assert not hasattr(solution, TOY)
     repo = tmp_path / 'repo'
     repo.mkdir()
-    for name in (*kit.KIT_MODULES, 'solution.py', 'requirements.txt', 'README.md'):
+    for name in (*kit.KIT_MODULES, 'solution.py', 'requirements.txt', 'pytest.ini',
+                 'README.md'):
         shutil.copy2(common.KIT_DIR / name, repo / name)
-    shutil.copytree(common.KIT_DIR / 'staff', repo / 'staff',
-                    ignore=shutil.ignore_patterns('__pycache__'))
-    for fixture in common.find_fixtures().values():
-        shutil.copytree(fixture.directory, repo / 'tests' / fixture.directory.name)
+    for directory in ('staff', 'tests'):
+        shutil.copytree(common.KIT_DIR / directory, repo / directory, ignore=shutil.ignore_patterns(
+            '__pycache__', 'submissions', 'hidden*'))
     (repo / 'data').mkdir()
     (repo / 'data' / 'mnist').symlink_to(common.KIT_DIR / 'data' / 'mnist')
     before = tree(repo / 'tests')
+    number = next_section_number()
 
-    for path, text in (('solution.py', TOY_SECTION), ('staff/fixtures.py', TOY_SPECS),
-                       ('staff/points/extended.csv', TOY_TABLE_LINE)):
+    for path, text in (('solution.py', TOY_SECTION.format(number=number)),  # step 1
+                       ('staff/fixtures.py', TOY_SPECS),                     # step 2
+                       ('staff/points/extended.csv', f'{number},ToyTanh,0.5,toytanh\n')):  # step 3
         with open(repo / path, 'a') as file:
             file.write(text)
-    assert run('make-fixtures', kit_dir=repo).returncode == 0
+    add_after(repo / 'run.py', 'GRADCHECK_DEFAULTS = {', TOY_GRADCHECK_DEFAULTS)  # step 1, a layer
+    assert run('make-fixtures', kit_dir=repo).returncode == 0  # step 4
     after = tree(repo / 'tests')
     assert {name: after[name] for name in before} == before
-    added = {name.split('/')[0] for name in after.keys() - before.keys()}
-    assert sorted(added) == ['18_unittest_tanh_input']
+    assert sorted({name.split('/')[0] for name in after.keys() - before.keys()}) == [
+        directory_name(len(common.find_fixtures()), 'toytanh')]
     checked = run('check-fixtures', kit_dir=repo)
     assert checked.returncode == 0, checked.stdout
-    tested = run('unittest', 'tanh', kit_dir=repo)
+    tested = run('unittest', 'toytanh', kit_dir=repo)
     assert tested.returncode == 0, tested.stdout
     assert tested.stdout.strip().endswith('0.5 / 0.5 points'), tested.stdout
+    suite = subprocess.run([sys.executable, '-m', 'pytest', '-q', *TESTS_OF_A_NEW_SECTION],
+                           cwd=repo, capture_output=True, text=True, timeout=600, check=False)
+    assert suite.returncode == 0, suite.stdout[-3000:]  # step 5: the suite stays green
 
     assert run('make-kit', '--sections', 'extended', '--out', tmp_path / 'kit',
                kit_dir=repo).returncode == 0
     template = (tmp_path / 'kit' / 'solution.py').read_text()
-    assert template.count('raise NotImplementedError("Tanh: your code here")') == 2
-    blank = run('unittest', 'tanh', kit_dir=tmp_path / 'kit')
+    assert template.count('raise NotImplementedError("ToyTanh: your code here")') == 2
+    blank = run('unittest', 'toytanh', kit_dir=tmp_path / 'kit')
     assert blank.returncode == 1 and 'NOT IMPLEMENTED' in blank.stdout
     assert run('make-fixtures', '--hidden', tmp_path / 'hidden', kit_dir=repo).returncode == 0
-    graded = run('grade', repo / 'solution.py', '--sections', 'extended', '--only', 'tanh',
+    graded = run('grade', repo / 'solution.py', '--sections', 'extended', '--only', 'toytanh',
                  '--hidden', tmp_path / 'hidden', kit_dir=repo)
     assert graded.returncode == 0, graded.stdout + graded.stderr
     assert 'total 0.5 / 0.5' in graded.stdout, graded.stdout

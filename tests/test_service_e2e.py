@@ -1,7 +1,7 @@
 """The checking service end to end: real web server and dispatcher processes
 (./run.py serve web / dispatcher), a real SQLite database, Debian's chromium
 driven by Playwright, as students and TAs meet it. Processes are killed on the
-way (web server while queued, dispatcher and worker mid-run): every submission
+way (web server while queued, dispatcher, worker and sandbox mid-run): every submission
 is graded exactly once. Short limits and non-training sections keep it quick.
 
 Screenshots go to a temporary directory; NN_SCREENSHOTS=docs refreshes the README's.
@@ -30,8 +30,7 @@ CHROMIUM = '/usr/bin/chromium'
 BROWSER_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking',
                 '--disable-component-update', '--disable-sync', '--no-first-run']
 SECTIONS = ['2.1.1', '2.1.2', '2.1.3']
-SOFTMAX_BUG = next(edit for edit in MUTANTS
-                   if edit.what.startswith('max subtracted over the whole batch'))
+SOFTMAX_BUG = next(edit for edit in MUTANTS if edit.what.startswith('diagonal-only Jacobian'))
 PASSWORD = 'a-long-new-password-7'
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason='apt-get install chromium')
 
@@ -340,6 +339,21 @@ def test_a_killed_dispatcher_and_a_killed_worker_lose_nothing(service, browser):
     wait_graded(dave)
     runs = graded_once(service, second)
     assert runs[0][1] == 2 and runs[0][2] == 1, 'the killed worker made the next attempt'
+    assert 'Graded: 3.5 / 3.5' in dave.inner_text('#state')
+
+    visit(dave, service.url + '/')
+    third = upload(dave, service.root, 'slow_dave_again', slow_solution())
+    def sandboxes():
+        return [pid for worker in workers(service.processes['dispatcher'].pid)
+                for pid in children(worker)]
+
+    wait_for(sandboxes, 60, 'a sandbox to start')
+    time.sleep(1)
+    for sandbox in sandboxes():
+        os.kill(sandbox, signal.SIGKILL)
+    wait_graded(dave)
+    runs = graded_once(service, third)
+    assert runs[0][1] == 2 and runs[0][2] == 1, 'the killed sandbox made the next attempt'
     assert 'Graded: 3.5 / 3.5' in dave.inner_text('#state')
 
 

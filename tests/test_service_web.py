@@ -223,6 +223,5 @@ def test_the_readme_example_config_loads_and_bad_keys_are_named(tmp_path):
     (tmp_path / 'bad.toml').write_text('[limits]\ntimeout = 5\n')
     with pytest.raises(course.ConfigError, match='unknown key limits.timeout'):
         course.load(tmp_path / 'bad.toml', tmp_path / 'data')
-    for inside in (KIT / 'tests' / 'service-data', Path('/usr/local/nn-service')):
-        with pytest.raises(course.ConfigError, match='which submissions can read'):
-            course.load(None, inside)
+    with pytest.raises(course.ConfigError, match='inside /usr, which submissions can read'):
+        course.load(None, Path('/usr/local/nn-service'))

@@ -452,7 +452,7 @@ def test_train_caps_the_epochs_reports_accuracy_and_saves(cli, mnist_subset, tmp
     assert status == 0, out + err
     assert Model.epoch_limit is None
     accuracy = float(re.search(r'train_mnist_model: final test accuracy ([\d.]+), test loss [\d.]+ '
-                               r'\(1 epochs, \d+ s of training\)', out).group(1))
+                               r'\(1 epoch, \d+ s of training\)', out).group(1))
     loaded = Model.load(tmp_path / 'model.npz')
     assert len(loaded.loss_train_history) == 1  # the reference asks for more
     *_, x_test, y_test = small_mnist()
@@ -466,6 +466,56 @@ def test_train_plots_the_curves(cli, mnist_subset, tmp_path):
     assert status == 0, out + err
     assert (tmp_path / 'curves.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     assert f"loss and accuracy curves saved to {tmp_path / 'curves.png'}" in out
+
+
+def test_one_epoch_is_plotted_on_an_axis_of_whole_epochs(tmp_path):
+    from matplotlib.figure import Figure
+    figures = []
+
+    class Kept(Figure):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            figures.append(self)
+
+    model = Model(solution.CategoricalCrossentropy(), solution.SGD(lr=0.1))
+    model.loss_train_history, model.loss_valid_history = [0.5], [0.4]
+    model.accuracy_train_history, model.accuracy_valid_history = [0.8], [0.9]
+    run.plot_curves(Kept, model, tmp_path / 'curves.png', 'one epoch')
+    for axes in figures[0].axes:
+        assert axes.get_xlim() == (0.5, 1.5)
+        assert [tick for tick in axes.get_xticks() if 0.5 <= tick <= 1.5] == [1]
+
+
+INTERRUPTED_TRAINING = '''
+
+class StopAtOnce(Layer):
+    def forward(self, inputs):
+        if self.is_training:
+            raise KeyboardInterrupt  # as Ctrl-C in the first epoch
+        return inputs
+
+    def backward(self, grad_outputs):
+        return grad_outputs
+
+
+def train_mnist_model(x_train, y_train, x_valid, y_valid):
+    model = Model(CategoricalCrossentropy(), SGD(lr=0.1))
+    model.add(StopAtOnce(input_shape=(784,)))
+    model.add(Dense(10))
+    model.add(Softmax())
+    model.fit(x_train, y_train, batch_size=32, epochs=3, x_valid=x_valid, y_valid=y_valid)
+    return model
+'''
+
+
+def test_ctrl_c_in_the_first_epoch_says_so_instead_of_plotting(cli, mnist_subset, tmp_path):
+    pytest.importorskip('matplotlib')
+    status, out, err = cli('train', 'mnist', '--plot', tmp_path / 'curves.png',
+                           '--solution', solution_file(tmp_path, extra=INTERRUPTED_TRAINING))
+    assert status == 0, out + err
+    assert '(0 epochs, ' in out
+    assert 'no curves to plot: training was stopped (Ctrl-C) before its first epoch finished' in out
+    assert not (tmp_path / 'curves.png').exists()
 
 
 def test_train_without_matplotlib_says_so_before_training(cli, monkeypatch, tmp_path):
@@ -523,3 +573,58 @@ def test_score_counts_a_section_only_when_all_its_tests_ran_and_passed(cli, tmp_
     status, out, _ = cli('unittest', 'im2col', 'conv', 'relu', '--solution', broken)
     assert status == 1 and re.search(r'^3\.1 +conv .*PASSED', out, re.MULTILINE)
     assert out.strip().splitlines()[-1] == 'passed 1/2 sections, 0.5 / 2 points'
+
+
+# ================================= profile ==================================
+
+MNIST_NETWORK = ['Dense(512, input_shape=(784,))', 'ReLU()', 'Dense(10)', 'Softmax()']
+
+
+def test_profile_times_each_layer_of_the_students_network_and_projects_the_training(cli):
+    status, out, err = cli('profile', 'mnist', '--batches', '2')
+    assert status in (0, 1), err  # 1: the projection is over the limit on a busy machine
+    lines = out.splitlines()
+    assert lines[0] == ('train_mnist_model: batch size 64, 8 epochs; median of 2 training steps '
+                        'on random inputs (64, 784)')
+    assert [line.split('  ')[0] for line in lines[2:6]] == MNIST_NETWORK
+    shares = [int(re.search(r'(\d+)%$', line).group(1)) for line in lines[2:6]]
+    assert 98 <= sum(shares) <= 102 and max(shares) == shares[0]  # the big Dense dominates
+    assert lines[6].startswith('one training step')
+    assert re.fullmatch(r'projected training: 8 epochs x \(860 steps of [\d.]+ s \+ validation\) = '
+                        r'[\d.]+ min, (within|OVER) the limit of 10 min \(on this machine, as busy '
+                        r'as it is now\)', lines[7])
+    assert (status == 0) == ('within' in lines[7])
+    assert model_fit_is_restored()
+
+
+def model_fit_is_restored():
+    return Model.fit.__qualname__ == 'Model.fit'
+
+
+def test_profile_counts_the_epochs_of_every_fit_call(cli):
+    status, out, err = cli('profile', 'cifar', '--batches', '1')
+    assert status in (0, 1), err
+    # 12 fit calls of 1 epoch each
+    assert out.startswith('train_cifar10_model: batch size 128, 12 epochs;')
+    assert 'Conv2D(16, input_shape=(3, 32, 32))' in out and model_fit_is_restored()
+
+
+@pytest.mark.parametrize('body, message', [
+    ('    return Model(CategoricalCrossentropy(), SGD(lr=0.1))\n',
+     'train_mnist_model never called model.fit: nothing to profile'),
+    ('    raise NotImplementedError("MNIST: your code here")\n',
+     'train_mnist_model: not implemented (MNIST: your code here)'),
+])
+def test_profile_says_why_it_cannot_profile(cli, tmp_path, body, message):
+    extra = '\n\ndef train_mnist_model(x_train, y_train, x_valid, y_valid):\n' + body
+    status, _, err = cli('profile', 'mnist', '--solution', solution_file(tmp_path, extra=extra))
+    assert status == 1 and err.strip() == message and model_fit_is_restored()
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['conv'], 'unknown training test conv; valid names: mnist, cifar'),
+    (['mnist', '--batches', '0'], '--batches 0: give at least 1'),
+])
+def test_profile_usage_errors(cli, argv, message):
+    status, _, err = cli('profile', *argv)
+    assert status == 2 and err.strip() == message

@@ -12,8 +12,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import common
-import datasets
 from staff import sandbox
 from staff.cli import UsageError
 
@@ -148,13 +146,11 @@ def load(path=None, data=None):
 
 def check_data_directory(data):
     """The data directory holds every student's submission: a sandboxed
-    submission must not see it, so it may not sit where the sandbox looks."""
-    visible = [datasets.data_dir().resolve(), common.TESTS_DIR,
-               *(Path(path) for path in (*sandbox.SYSTEM_PATHS, *sandbox.python_paths()))]
-    for path in visible:
-        if data == path or path in data.parents:
-            raise ConfigError(f"--data {data}: inside {path}, which submissions can read; "
-                              f"choose another directory")
+    submission must not see it, so it may not sit where the sandbox shows
+    (the system's and Python's directories)."""
+    if inside := sandbox.shown(data):
+        raise ConfigError(f"--data {data}: inside {inside}, which submissions can read; "
+                          f"choose another directory")
 
 
 def from_environment():

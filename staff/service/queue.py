@@ -19,7 +19,8 @@ from django.utils import timezone
 from staff.service.models import Run
 
 RUN_KINDS = {'all': (False, True), 'ordinary': (False,), 'training': (True,)}  # Run.training
-LOST = "grading was lost {failures} times (a worker or dispatcher died); a TA can rejudge it"
+LOST = ("grading was lost {failures} times (a sandbox, worker or dispatcher was killed); "
+        "a TA can rejudge it")
 
 
 def enqueue(submission, sections, priority=Run.UPLOAD, training=False, requested=False):
