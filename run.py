@@ -174,7 +174,7 @@ def training_data_problem(fixture):
 def child_main(connection, solution_path, dump_path, limit):
     """The child: imports solution.py, then runs each fixture it is sent until it gets None.
 
-    Messages to the parent: ('imported', '') or ('import failed', message),
+    Messages to the parent: ('imported', '') or (Verdict.IMPORT_FAILED, message),
     ('training', '') when a training test starts to train, ('result', Result).
     Ctrl-C ends it quietly: the parent reports it.
     """
@@ -197,7 +197,7 @@ def serve(connection, solution_path, dump, limit):
     try:
         solution = common.load_solution(solution_path)
     except BaseException as error:  # SyntaxError, sys.exit(), anything
-        connection.send(('import failed', import_failure(error, solution_path)))
+        connection.send((Verdict.IMPORT_FAILED, import_failure(error, solution_path)))
         return
     faulthandler.cancel_dump_traceback_later()
     connection.send(('imported', ''))
@@ -314,7 +314,7 @@ class Runner:
                      if code is None or time.perf_counter() - begin >= self.limit else
                      f"ended the process (exit code {code})")
             raise Stop(f"solution.py does not import: it {cause} at\n{where}", 1)
-        if message[0] == 'import failed':
+        if message[0] == Verdict.IMPORT_FAILED:
             self.close()
             raise Stop(message[1], 1)
 
@@ -728,6 +728,13 @@ def staff_command(argv):
     return cli.main(argv)
 
 
+def training_command(commands, solution, name, summary, description):
+    """A subcommand that takes a training test (mnist or cifar) and --solution."""
+    command = commands.add_parser(name, parents=[solution], help=summary, description=description)
+    command.add_argument('test', metavar='mnist|cifar', help='the training test')
+    return command
+
+
 def build_parser():
     """The student commands' argument parser."""
     parser = argparse.ArgumentParser(
@@ -761,12 +768,11 @@ def build_parser():
     check.add_argument('--seed', type=int, default=0, metavar='N',
                        help='for the inputs and parameters (default 0)')
     check.set_defaults(run=gradcheck)
-    training = commands.add_parser(
-        'train', parents=[solution], help='train the model of a training test, plot, save',
-        description="Runs train_mnist_model (mnist) or train_cifar10_model (cifar) of solution.py "
-                    "on the data and split of the unit test, then prints the test accuracy. "
-                    "--epochs only shortens the training: to train longer, change your function.")
-    training.add_argument('test', metavar='mnist|cifar', help='the training test')
+    training = training_command(
+        commands, solution, 'train', 'train the model of a training test, plot, save',
+        "Runs train_mnist_model (mnist) or train_cifar10_model (cifar) of solution.py on the data "
+        "and split of the unit test, then prints the test accuracy. --epochs only shortens the "
+        "training: to train longer, change your function.")
     training.add_argument('--epochs', type=int, metavar='N',
                           help='stop after N epochs for a quick run: Model.fit stops there, '
                                'whatever epochs your function asks for (it never adds epochs)')
@@ -775,14 +781,13 @@ def build_parser():
     training.add_argument('--save', metavar='NPZ',
                           help='save the model (interface.Model.load reads it)')
     training.set_defaults(run=train)
-    profiling = commands.add_parser(
-        'profile', parents=[solution], help="time each layer of your training model's network",
-        description="Builds the network of train_mnist_model (mnist) or train_cifar10_model "
-                    "(cifar) of solution.py without training it (model.fit is recorded, not run), "
-                    "times the forward pass, backward pass and update of each layer on a few "
-                    "batches of random inputs, and projects the time of the whole training run "
-                    "against the unit test's limit. Exit status 1 when the projection is over it.")
-    profiling.add_argument('test', metavar='mnist|cifar', help='the training test')
+    profiling = training_command(
+        commands, solution, 'profile', "time each layer of your training model's network",
+        "Builds the network of train_mnist_model (mnist) or train_cifar10_model (cifar) of "
+        "solution.py without training it (model.fit is recorded, not run), times the forward "
+        "pass, backward pass and update of each layer on a few batches of random inputs, and "
+        "projects the time of the whole training run against the unit test's limit. Exit status "
+        "1 when the projection is over it.")
     profiling.add_argument('--batches', type=int, default=3, metavar='N',
                            help='training steps to time, after one to warm up (default 3)')
     profiling.set_defaults(run=profile)

@@ -38,8 +38,7 @@ REFERENCE = KIT / 'solution.py'
 def quick_sections(table):
     fixtures = common.find_fixtures()
     return [section for section in table.sections
-            if all(test in fixtures and all(entry['kind'] != 'training'
-                                            for entry in fixtures[test].cases)
+            if all(test in fixtures and not fixtures[test].is_training
                    for test in section.tests)]
 
 

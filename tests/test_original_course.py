@@ -22,10 +22,11 @@ class ReLU(Layer):
         self.name = "ReLU"
 
     def forward(self, inputs):
-        return np.maximum(inputs, 0)
+        self.mask = inputs > 0
+        return inputs * self.mask
 
     def backward(self, grad_outputs):
-        return grad_outputs * (self.forward_inputs > 0)
+        return np.where(self.mask, grad_outputs, 0)
 
 
 class Softmax(Layer):
@@ -78,21 +79,19 @@ class SGD(Optimizer):
         self._lr = lr
 
     def get_parameter_updater(self, parameter_shape):
-        def updater(parameter, parameter_grad):
-            return parameter - self._lr * parameter_grad
-        return updater
+        return lambda parameter, parameter_grad: parameter - self._lr * parameter_grad
 
 
 class SGDMomentum(Optimizer):
     def __init__(self, lr, momentum=0.0):
-        self._lr = lr
-        self._momentum = momentum
+        self._lr, self._momentum = lr, momentum
 
     def get_parameter_updater(self, parameter_shape):
+        inertia = np.zeros(parameter_shape)
+
         def updater(parameter, parameter_grad):
-            updater.inertia = self._momentum * updater.inertia + self._lr * parameter_grad
-            return parameter - updater.inertia
-        updater.inertia = np.zeros(parameter_shape)
+            inertia[...] = self._momentum * inertia + self._lr * parameter_grad
+            return parameter - inertia
         return updater
 '''
 FIRST_PART = ('relu', 'softmax', 'dense', 'crossentropy', 'sgd', 'momentum')

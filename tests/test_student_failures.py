@@ -321,8 +321,7 @@ def test_cifar_without_data_is_not_available_before_any_training(tmp_path):
 # =========================== Layers used by hand ============================
 
 def test_calling_forward_directly_hints_at_calling_the_layer():
-    layer = solution.ReLU(input_shape=(3,))
-    layer.build(common.NoUpdates())
+    layer = common.build_for_check(solution.ReLU(), (3,))
     layer.forward(np.ones((2, 3)))
     with pytest.raises(AttributeError, match=r'ReLU.forward_inputs is not set: call the layer as '
                                              r'layer\(inputs\)'):
