@@ -292,6 +292,20 @@ def test_student_and_ta_flows(service, browser, shots):
     assert 'yes' in ta.inner_text('main'), 'the dispatcher is alive'
     ta.screenshot(path=shots / 'service-queue.png', full_page=True)
 
+    ta.goto(service.url + '/ta/similarity/')
+    click(ta, 'button:text-is("Recompute")')
+    assert 'A report is requested' in ta.inner_text('main'), 'the request is only recorded'
+    ta.wait_for_selector('#summary', timeout=120_000)  # the dispatcher computes it
+    assert 'alice ~ [reference]' in ta.inner_text('table.pairs') and 'likely copy' in \
+        ta.inner_text('table.pairs'), 'a Softmax bug in the reference is a copy of it'
+    ta.screenshot(path=shots / 'service-similarity.png', full_page=True)
+    ta.click('text=alice ~ [reference]')
+    assert ta.locator('div.file').count() == 2 and ta.locator('mark').count() > 0
+    ta.evaluate("window.scrollTo(0, document.querySelectorAll('mark')[2]"
+                ".getBoundingClientRect().top + window.scrollY - 300)")  # to a matching region
+    ta.screenshot(path=shots / 'service-similarity-pair.png')
+    assert bob.goto(service.url + '/ta/similarity/').status == 404
+
 
 def grade_cli(path):
     """{section: (verdict, message)} from ./run.py grade, the service's reference."""

@@ -12,6 +12,10 @@ nothing else starts while it runs, and it waits for the runs before it to
 finish. So that uploads need not wait behind an hour of CIFAR-10, give the
 training runs a dispatcher of their own on another machine (--runs training
 there, --runs ordinary here).
+
+Beside the runs, a dispatcher that takes ordinary runs computes the TAs'
+similarity reports (staff/service/similar.py): one at a time, in a niced worker
+process, under a lease of its own, never while a training run has the machine.
 """
 import os
 import signal
@@ -25,7 +29,7 @@ from django.utils import timezone
 
 from staff import grader
 from staff.service import config as course
-from staff.service import engine, grading, queue, rules
+from staff.service import engine, grading, queue, rules, similar
 from staff.service.models import Dispatcher as DispatcherRow
 
 POLL = 0.25           # seconds between looks at the workers and the queue
@@ -47,6 +51,7 @@ class Dispatcher:
         self.engine = engine.LocalEngine(self.slots)
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.active, self.stopping, self.housekept = [], False, 0.0
+        self.similarity = None  # the similar.Job being computed
 
     def stop(self, *_):
         self.stopping = True
@@ -78,12 +83,15 @@ class Dispatcher:
         if time.monotonic() - self.housekept > HOUSEKEEPING:
             queue.requeue_expired(self.config.max_failures)
             rules.queue_final_training(self.config)
+            similar.requeue_expired(self.config.max_failures)
+            similar.request_when_new()
             DispatcherRow.objects.filter(name=self.name).update(
                 last_seen=timezone.now(), running=len(self.active))
             self.housekept = time.monotonic()
         self.claim()
         for active in list(self.active):
             self.tend(active)
+        self.compare()
 
     def claim(self):
         while (len(self.active) < self.slots and not any(a.run.training for a in self.active)
@@ -94,7 +102,7 @@ class Dispatcher:
 
     def start(self, active):
         run = active.run
-        if run.training and len(self.active) > 1:
+        if run.training and (len(self.active) > 1 or self.similarity):
             return  # a training run waits for the machine to itself
         submission = self.config.data / run.submission.path
         todo = [number for number in run.sections if number not in run.partial]
@@ -126,6 +134,27 @@ class Dispatcher:
                 return
             queue.finish(run.id, run.attempt, self.name, result['grader'], result['sections'])
 
+    def compare(self):
+        """Claims a requested similarity report when none is computed here, this dispatcher
+        takes ordinary runs and no training run has the machine; heartbeats it; stores its
+        result when its worker ends."""
+        job = self.similarity
+        if job is None:
+            if (False in self.kinds and not any(a.run.training for a in self.active)
+                    and (report := similar.claim(self.name, self.config.lease))):
+                self.similarity = similar.Job(self.config, report)
+            return
+        if time.monotonic() - job.beat > self.config.heartbeat:
+            job.beat = time.monotonic()
+            if not similar.heartbeat(job.report, self.name, self.config.lease):
+                job.cancel()  # someone took it over
+                job.clean()
+                self.similarity = None
+                return
+        if job.done():
+            self.similarity = None
+            similar.record(job, self.name, self.config.max_failures)
+
     def drop(self, active):
         if active.handle:
             active.handle.cancel()
@@ -139,6 +168,11 @@ class Dispatcher:
             queue.requeue(active.run.id, active.run.attempt, self.name, False,
                           self.config.max_failures)
         self.active.clear()
+        if self.similarity:
+            self.similarity.cancel()
+            similar.requeue(self.similarity.report, self.name, False, self.config.max_failures)
+            self.similarity.clean()
+            self.similarity = None
         DispatcherRow.objects.filter(name=self.name).delete()
         print(f"dispatcher {self.name}: stopped, running sections re-queued", flush=True)
 

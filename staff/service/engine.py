@@ -27,6 +27,15 @@ def die_with_parent():
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+def kill(process):
+    """Kills a worker process started in a session of its own, with its sandboxes."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
+
+
 class Handle:
     """One run in a worker process."""
 
@@ -73,11 +82,7 @@ class Handle:
         return {'grader': self.grader, 'sections': self.results}
 
     def cancel(self):
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.process.wait()
+        kill(self.process)
         self.process.stdout.close()
 
 

@@ -78,3 +78,36 @@ class Dispatcher(models.Model):
     running = models.IntegerField(default=0)
     started_at = models.DateTimeField()
     last_seen = models.DateTimeField()
+
+
+class SimilarityReport(models.Model):
+    """The similarity report of the current submissions (staff/similarity.py), or the
+    detailed comparison of chosen pairs of one (`pairs`, `of`); computed by a dispatcher.
+
+    state: requested -> running (a dispatcher's claim, renewed by heartbeat until
+    lease_expires) -> done. A lost lease puts it back to requested with attempt + 1;
+    only the current attempt's result is stored.
+    """
+    REQUESTED, RUNNING, DONE = 'requested', 'running', 'done'
+
+    state = models.CharField(max_length=10, default=REQUESTED)
+    requested_by = models.CharField(max_length=150, blank=True,
+                                    help_text="a TA's username; blank: new submissions")
+    of = models.ForeignKey('self', null=True, blank=True, on_delete=models.CASCADE,
+                           related_name='details', help_text='the report whose pairs these are')
+    pairs = models.JSONField(default=list, help_text='[[a, b, similarity]] to compare in detail '
+                                                     '(empty: the whole report)')
+    submissions = models.JSONField(default=dict, help_text='{student: submission id} compared')
+    last_submission = models.BigIntegerField(default=0, help_text='the newest submission id then')
+    attempt = models.IntegerField(default=1)
+    failures = models.IntegerField(default=0)
+    lease_owner = models.CharField(max_length=200, blank=True)
+    lease_expires = models.DateTimeField(null=True, blank=True)
+    result = models.JSONField(null=True, blank=True, help_text='similarity.Report.to_json()')
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"similarity report {self.id} ({self.state})"

@@ -16,5 +16,9 @@ urlpatterns = [
     path('ta/students/<str:username>/', views.student_view, name='student'),
     path('ta/rejudge', views.rejudge, name='rejudge'),
     path('ta/queue/', views.queue_view, name='queue'),
+    path('ta/similarity/', views.similarity_view, name='similarity'),
+    path('ta/similarity/recompute', views.similarity_recompute, name='similarity_recompute'),
+    path('ta/similarity/<int:report_id>/<int:rank>/', views.similarity_pair,
+         name='similarity_pair'),
     path('admin/', admin.site.urls),
 ]

@@ -1,5 +1,5 @@
 """The web pages: students log in, upload and read their reports; TAs see the
-gradebook, submissions and the queue, and rejudge."""
+gradebook, submissions, the queue and similar submissions, and rejudge."""
 import csv
 from datetime import timedelta
 from functools import wraps
@@ -16,10 +16,12 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
-from staff.service import grading, rules
-from staff.service.models import Dispatcher, FailedLogin, Profile, Run, Submission
+from staff import similarity
+from staff.service import grading, rules, similar
+from staff.service.models import Dispatcher, FailedLogin, Profile, Run, SimilarityReport, Submission
 
 FREE_FAILURES = 5                # failed logins of a username before it slows down
 FAILURE_WINDOW = timedelta(minutes=15)
@@ -243,3 +245,58 @@ def queue_view(request):
         'dispatchers': Dispatcher.objects.order_by('name'), 'alive': alive,
         'leased': Run.objects.filter(state=Run.LEASED).select_related('submission__student'),
         'sections': grading.sections(course())})
+
+
+# ============================ Similar submissions ===========================
+
+def shown_pairs(report):
+    """{(a, b): the stored entry with matching regions} of a computed report."""
+    return {(entry['student_a'], entry['student_b']): entry for entry in report.result['shown']}
+
+
+@staff_only
+def similarity_view(request):
+    """The ranked pairs of the last computed report: its shown pairs and every likely copy."""
+    report, waiting = similar.latest(), similar.pending()
+    rows, likely = [], 0
+    if report:
+        shown = shown_pairs(report)
+        likely = sum(value >= similarity.THRESHOLD for _, _, value in report.result['pairs'])
+        listed = max(len(shown), likely)
+        rows = [(rank, a, b, value, value >= similarity.THRESHOLD, shown.get((a, b)))
+                for rank, (a, b, value) in enumerate(report.result['pairs'][:listed], 1)]
+    return render(request, 'service/similarity.html', {
+        'report': report, 'waiting': waiting, 'rows': rows, 'likely': likely,
+        'threshold': similarity.THRESHOLD, 'refresh': waiting is not None,
+        'failed': SimilarityReport.objects.filter(of=None).order_by('-id').first()})
+
+
+@staff_only
+@require_POST
+def similarity_recompute(request):
+    similar.request(by=request.user.username)
+    messages.success(request, "The similarity report is requested: a dispatcher computes it in "
+                              "the background (about 20 s of CPU for 300 students).")
+    return redirect('similarity')
+
+
+@staff_only
+def similarity_pair(request, report_id, rank):
+    """Both files of the rank-th pair side by side, their matching regions marked; a pair
+    without stored regions can be compared in detail (in the background)."""
+    report = SimilarityReport.objects.filter(id=report_id, of=None, state=SimilarityReport.DONE,
+                                             result__isnull=False).first()
+    if report is None or not 1 <= rank <= len(report.result['pairs']):
+        raise Http404
+    a, b, value = report.result['pairs'][rank - 1]
+    entry = shown_pairs(report).get((a, b))
+    waiting = similar.pending(report, [(a, b, value)])
+    if request.method == 'POST' and entry is None:
+        similar.request(request.user.username, report, [(a, b, value)])
+        return redirect('similarity_pair', report.id, rank)
+    side = entry and mark_safe(similarity.side_by_side(
+        similarity.Match.from_json(entry), similar.texts(course(), report.submissions)))
+    return render(request, 'service/similarity_pair.html', {
+        'report': report, 'rank': rank, 'a': a, 'b': b, 'value': value, 'side': side,
+        'style': mark_safe(similarity.STYLE), 'waiting': waiting, 'refresh': waiting is not None,
+        'likely': value >= similarity.THRESHOLD})
