@@ -157,10 +157,22 @@ def build_for_check(layer, input_shape):
     return layer
 
 
+def construct(solution, name, args):
+    """solution.<name>(**args); a call that does not fit the constructor says where the kit's
+    arguments differ from the original course kit's."""
+    try:
+        return solution_attribute(solution, name)(**args)
+    except TypeError as error:
+        if error.__traceback__.tb_next is None:  # raised by the call itself, not in __init__
+            error.add_note(f"hint: the tests call {name}({', '.join(args)}) with the kit's "
+                           f"arguments; a layer written for the original course kit: see "
+                           f"'Coming from the original course kit' in README.md")
+        raise
+
+
 def build_layer(solution, case):
     """The case's layer, built with its input_shape and given parameters."""
-    layer = build_for_check(solution_attribute(solution, case['layer'])(**case['args']),
-                            case['input_shape'])
+    layer = build_for_check(construct(solution, case['layer'], case['args']), case['input_shape'])
     for name, value in case.get('parameters', {}).items():
         setattr(layer, name, value.copy())
         setattr(layer, name + '_grad', np.zeros_like(value))

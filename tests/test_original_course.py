@@ -293,3 +293,18 @@ def test_a_forgotten_eps_in_batch_norm_gets_a_hint_about_eps(tmp_path):
         text = message(tmp_path, 'batchnorm',
                        'eps forgotten: divides by the bare standard deviation')
     assert 'hint: normalize by sqrt(var + eps)' in text and 'running' not in text
+
+
+def test_an_original_conv2d_constructor_points_at_the_readme_table(tmp_path):
+    path = tmp_path / 'solution.py'
+    path.write_text((common.KIT_DIR / 'solution.py').read_text() + """
+
+class Conv2D(Conv2D):
+    def __init__(self, filters, kernel_size, padding='same', strides=1, *args, **kwargs):
+        super().__init__(filters, kernel_size, *args, **kwargs)
+""")
+    result = common.run_test(common.find_fixtures()['conv'],
+                             common.load_solution(path, name='original_conv2d'))
+    assert result.verdict == 'error'
+    assert "missing 1 required positional argument: 'filters'" in result.message
+    assert "see 'Coming from the original course kit' in README.md" in result.message
