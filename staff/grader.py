@@ -52,8 +52,6 @@ CHILD_VERDICTS = {Verdict.NOT_IMPLEMENTED, Verdict.FAILED, Verdict.ERROR, Verdic
                   Verdict.NOT_AVAILABLE}  # what run_case may say of a case (and RAN)
 DEFAULT_LIMITS = Limits(wall=common.TIME_LIMIT, cpu=common.TIME_LIMIT, memory=common.MEMORY_LIMIT,
                         threads=1)
-TRAINING_MEMORY = common.TRAINING_MEMORY_LIMIT
-TRAINING_ALLOWANCE = common.TRAINING_ALLOWANCE
 CHANNEL_LIMIT = 256 * MIB
 CHILD_SCRIPT = Path(__file__).resolve().with_name('child.py')
 HIDDEN = 'hidden: '  # prefix of the hidden cases' names
@@ -640,7 +638,8 @@ class Grader:
     """Grades submissions against the kit's fixtures with one points table."""
 
     def __init__(self, table, only='', hidden_dir=None, limits=DEFAULT_LIMITS,
-                 training_time=None, training_memory=TRAINING_MEMORY, training_threads=None,
+                 training_time=None, training_memory=common.TRAINING_MEMORY_LIMIT,
+                 training_threads=None,
                  isolation='auto', use_cgroups=True):
         self.limits = limits
         self.training_time, self.training_memory = training_time, training_memory
@@ -689,7 +688,8 @@ class Grader:
         return fixtures
 
     def training_limits(self, cases):
-        wall = self.training_time or max(case['time_limit'] for case in cases) + TRAINING_ALLOWANCE
+        wall = self.training_time or (max(case['time_limit'] for case in cases)
+                                      + common.TRAINING_ALLOWANCE)
         return Limits(wall=wall, cpu=None, memory=self.training_memory,
                       threads=self.training_threads, processes=self.limits.processes)
 
@@ -1069,9 +1069,10 @@ def add_arguments(parser):
     training.add_argument('--training-time', type=positive(float), metavar='SECONDS',
                           help=f"wall-clock time from sending the data (default: the assignment's "
                                f"training limit, {MNIST_TIME_LIMIT} s or {CIFAR_TIME_LIMIT} s, + "
-                               f"{TRAINING_ALLOWANCE} s to predict)")
-    training.add_argument('--training-memory', type=parse_size, default=TRAINING_MEMORY,
-                          metavar='SIZE', help='memory, as --memory (default 6G)')
+                               f"{common.TRAINING_ALLOWANCE} s to predict)")
+    training.add_argument('--training-memory', type=parse_size,
+                          default=common.TRAINING_MEMORY_LIMIT, metavar='SIZE',
+                          help='memory, as --memory (default 6G)')
     training.add_argument('--training-threads', type=positive(int),
                           help='BLAS threads (default: all cores)')
 

@@ -516,7 +516,7 @@ def test_training_section_has_its_own_time_limit():
 
 def test_training_limits_default_to_the_assignments():
     plan = next(p for p in grader.Grader(TABLE, 'mnist').plans if p.training)
-    assert plan.limits == Limits(wall=600 + grader.TRAINING_ALLOWANCE, cpu=None,
+    assert plan.limits == Limits(wall=600 + common.TRAINING_ALLOWANCE, cpu=None,
                                  memory=6 * GIB, threads=grader.cores())
 
 

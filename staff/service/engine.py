@@ -15,6 +15,7 @@ import subprocess
 import sys
 
 import common
+from staff import sandbox
 
 PR_SET_PDEATHSIG = 1
 
@@ -29,10 +30,7 @@ def die_with_parent():
 
 def kill(process):
     """Kills a worker process started in a session of its own, with its sandboxes."""
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    sandbox.kill_group(process.pid)
     process.wait()
 
 
