@@ -25,6 +25,7 @@ from functools import cache
 from pathlib import Path
 
 PREFIX = 'nn-grade-'
+NUMBERS = itertools.count(1)  # one count per process: two threads' groups never share a name
 CONTROLLERS = ('pids', 'memory')
 REMOVE_TIMEOUT = 5.0  # seconds to wait for a group's killed processes to leave it
 # sh -c ENTER_GROUP sh <cgroup.procs files> -- <command>: writes its pid into each file, execs
@@ -138,7 +139,6 @@ class Cgroups:
 
     def __init__(self, parents, version):
         self.parents, self.version = parents, version  # v1: (pids, memory); v2: (unified,)
-        self.numbers = itertools.count(1)
 
     def describe(self):
         controllers = ' and '.join(CONTROLLERS)
@@ -146,7 +146,7 @@ class Cgroups:
 
     def create(self, pids, memory):
         """A new Group allowing `pids` processes and threads, `memory` bytes in all."""
-        name = f"{PREFIX}{os.getpid()}-{next(self.numbers)}"
+        name = f"{PREFIX}{os.getpid()}-{next(NUMBERS)}"
         group = Group(name, tuple(parent / name for parent in self.parents), self.version)
         try:
             for folder in group.directories:

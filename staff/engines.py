@@ -21,7 +21,7 @@ The contract (the grader and the checking service use nothing else):
     handle.cancel()              -> bool: True when the task will not run (or,
                                     on Dask, will be dropped); a section whose
                                     child already runs on the local engine
-                                    runs on to its limit.
+                                    runs on to its limit (or to close()).
     handle.tries                 -> int: tries lost with their worker so far
     engine.slots                 -> int: slots of one worker (its cores); an
                                     ordinary section takes 1, a training
@@ -30,7 +30,9 @@ The contract (the grader and the checking service use nothing else):
     engine.capacity()            -> int: slots of all workers now connected
     engine.describe()            -> str, e.g. 'dask (tcp://10.0.0.5:8786, 4 workers)'
     engine.close()               -> stops what the engine started (a
-                                    LocalCluster, Slurm jobs); idempotent
+                                    LocalCluster, Slurm jobs; the local
+                                    engine kills the sections still
+                                    running); idempotent
 
 Retries: a try lost with its worker (the worker process died, its machine
 went away, Slurm ended its job) is submitted again, at most `retries` more
@@ -58,9 +60,11 @@ its checkout).
 import os
 import socket
 import threading
+import time
 from concurrent.futures import CancelledError, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from staff import sandbox
 from staff.sandbox import Finished, Limits
 
 ENGINES = ('local', 'dask', 'slurm')
@@ -174,6 +178,7 @@ class LocalEngine:
         self.gate = Slots()
         self.lock = threading.Lock()
         self.running = self.queued = 0
+        self.threads, self.closing = set(), False  # threads running a section; close() called
 
     def run(self, task):
         with self.lock:
@@ -181,7 +186,11 @@ class LocalEngine:
         self.gate.acquire(task.training)
         with self.lock:
             self.running += 1
+            self.threads.add(threading.get_ident())
         try:
+            if self.closing:
+                return SectionRun(failure="the engine stopped before the section ran",
+                                  worker=worker_name())
             return run_on_worker(task)
         except Exception as error:  # a bug here: the section's verdict says so
             return SectionRun(failure=f"the section could not run ({type(error).__name__}: "
@@ -189,6 +198,7 @@ class LocalEngine:
         finally:
             with self.lock:
                 self.running -= 1
+                self.threads.discard(threading.get_ident())
             self.gate.release(task.training)
 
     def submit(self, task, retries=RETRIES):
@@ -215,7 +225,15 @@ class LocalEngine:
         return f"local ({self.jobs} sections at a time)"
 
     def close(self):
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        """Drops the sections not started and kills the running ones' children."""
+        self.closing = True
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        while self.counts()['running']:
+            with self.lock:
+                threads = set(self.threads)
+            sandbox.kill_children(threads)
+            time.sleep(0.05)
+        self.pool.shutdown(wait=True)
 
 
 # =============================== Dask engines ===============================

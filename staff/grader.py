@@ -397,6 +397,7 @@ class SectionResult:
     test_verdicts: dict = field(default_factory=dict)
     worker: str = ''   # where it ran: host name, and a Dask worker's address
     tries: int = 0     # tries of the engine (more than 1 when a worker was lost)
+    lost: bool = False  # no verdict of its own: every try was lost with its worker
 
     @property
     def awarded(self):
@@ -460,7 +461,7 @@ def judge_run(plan, run):
         result = SectionResult(plan.section, Verdict.ERROR, run.failure)
     else:
         result = judge(plan, run.child, run.finished)
-    result.worker, result.tries = run.worker, run.tries
+    result.worker, result.tries, result.lost = run.worker, run.tries, run.lost
     return result
 
 
@@ -858,9 +859,10 @@ class Batch:
 class Submission:
     """One submission's sections on an engine, and their results so far."""
 
-    def __init__(self, grader, engine, student, path):
+    def __init__(self, grader, engine, student, path, retries=engines.RETRIES, source=None):
+        """Submits the sections of the file at `path` (or of `source`, its bytes)."""
         self.grader, self.path, self.start = grader, path, time.monotonic()
-        source = Path(path).read_bytes()
+        source = Path(path).read_bytes() if source is None else source
         self.results, self.handles = {}, {}
         for index, plan in enumerate(grader.plans):
             if plan.unavailable:
@@ -868,7 +870,7 @@ class Submission:
                                                     plan.unavailable)
             else:
                 self.handles[index] = engine.submit(
-                    grader.task(plan, f"{student} {plan.section.number}", source))
+                    grader.task(plan, f"{student} {plan.section.number}", source), retries)
 
     def collect(self):
         arrived = False

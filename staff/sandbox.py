@@ -30,6 +30,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -267,6 +268,16 @@ def decode_status(code):
     return code, None
 
 
+RUNNING = {}  # thread ident: the Supervisor of the child that thread waits for
+
+
+def kill_children(threads):
+    """Kills the children that these threads wait for (an engine that stops early)."""
+    for ident in list(threads):
+        if supervisor := RUNNING.get(ident):
+            supervisor.kill()
+
+
 def kill_group(pid):
     try:
         os.killpg(pid, signal.SIGKILL)
@@ -314,9 +325,11 @@ def run(command, isolation, stage, limits, env, channel_limit, group=None, feed=
             os.close(fd)
     pipes = {output_read: Capture(OUTPUT_LIMIT), channel_read: Capture(channel_limit)}
     supervisor = Supervisor(process, pipes, channel_read, group, feed, data_write)
+    RUNNING[threading.get_ident()] = supervisor
     try:
         status, timed_out, seconds = supervisor.run(start, import_wall, limits.wall)
     finally:
+        RUNNING.pop(threading.get_ident(), None)
         if process.returncode is None:  # interrupted: not reaped, so its group is still ours
             supervisor.kill()
         for fd in pipes:

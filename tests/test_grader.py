@@ -405,6 +405,21 @@ def test_cgroups_left_by_a_killed_grader_are_removed(tmp_path):
     assert not any(folder.exists() for folder in leftovers)
 
 
+def test_two_finds_of_cgroups_never_name_two_groups_alike():
+    """A fresh Dask worker's first two sections may both run cgroups.find() (it is cached,
+    not locked): their groups must differ, or the first to end kills the other's child."""
+    if not HAS_CGROUPS:
+        pytest.skip("no cgroups here")
+    found = grader.cgroups.find()[0]
+    one, two = (grader.cgroups.Cgroups(found.parents, found.version) for _ in range(2))
+    first, second = one.create(8, 256 * MIB), two.create(8, 256 * MIB)
+    try:
+        assert first.name != second.name
+    finally:
+        first.remove()
+        second.remove()
+
+
 def test_without_cgroups_the_limits_are_per_process_and_the_report_says_so(tmp_path):
     """The fallback: rlimits only. memory_spread then passes: its test is not vacuous."""
     directory = write_corpus(tmp_path / 'subs', tmp_path, tmp_path, 0, ['memory_spread'])

@@ -1,11 +1,16 @@
-"""The checking service's dispatcher with real worker processes and sandboxes:
-it grades a run's sections, and a worker killed mid-run makes the next attempt."""
+"""The checking service's dispatcher with real sandboxes, on the local engine and
+on a Dask scheduler with a worker process: it grades a run's sections, a sandbox
+or Dask worker killed mid-run makes the next attempt, and a training run (MNIST)
+goes through it like any other."""
 import os
+import re
 import signal
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from test_engines import command, descendants, free_port, start, stop
 
 from tests import service_django
 
@@ -13,6 +18,7 @@ DATA = Path(service_django.setup())
 
 from django.contrib.auth.models import User  # noqa: E402
 
+from staff import sandbox  # noqa: E402
 from staff.service import config as course  # noqa: E402
 from staff.service import queue, rules  # noqa: E402
 from staff.service.dispatcher import Dispatcher  # noqa: E402
@@ -65,38 +71,64 @@ def test_dispatcher_grades_a_run_section_by_section(config):
     report = rules.report(config, Submission.objects.get(id=submission.id))
     assert report.state == 'graded' and report.total == 0.5
     assert run.result['grader']['isolation']
+    assert run.result['grader']['engine'].startswith('local')
 
 
-def test_a_killed_worker_makes_the_next_attempt(config):
-    run = upload(config, 'bob').runs.get()
+def slow_upload(config, name):
+    """A correct solution whose import takes 3 s in every section: time to kill something."""
+    student, _ = User.objects.get_or_create(username=name)
+    source = b'import time\ntime.sleep(3)\n' + (KIT / 'solution.py').read_bytes()
+    return rules.upload(config, student, source)
+
+
+def step_until(dispatcher, condition, seconds=60):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, 'timed out'
+        dispatcher.step()
+        time.sleep(0.05)
+
+
+def running_sandboxes():
+    """The process groups of the sandboxes this process runs now (the local engine's)."""
+    return [supervisor.process.pid for supervisor in list(sandbox.RUNNING.values())]
+
+
+def test_a_killed_sandbox_makes_the_next_attempt(config):
+    run = slow_upload(config, 'bob').runs.get()
     only(run, ['2.1.1', '2.1.2', '2.1.3'])
     dispatcher = Dispatcher(config, 'test')
-    deadline = time.monotonic() + 60
-    while not (dispatcher.active and dispatcher.active[0].handle):
-        dispatcher.step()
-        assert time.monotonic() < deadline
-    os.killpg(dispatcher.active[0].handle.process.pid, signal.SIGKILL)
-    while Run.objects.get(id=run.id).attempt == 1:
-        dispatcher.step()
-        assert time.monotonic() < deadline
+    step_until(dispatcher, running_sandboxes)
+    for group in running_sandboxes():
+        os.killpg(group, signal.SIGKILL)
     run = grade_until_done(dispatcher, run.id)
     assert (run.attempt, run.failures) == (2, 1)
     assert set(run.result['sections']) == {'2.1.1', '2.1.2', '2.1.3'}
-    assert run.result['sections']['2.1.3']['verdict'] == 'passed'
+    assert all(section['verdict'] == 'passed' for section in run.result['sections'].values())
+    dispatcher.engine.close()
 
 
-def test_shutdown_gives_running_runs_back(config):
-    run = upload(config, 'carol').runs.get()
+def test_shutdown_gives_running_runs_back_and_stops_the_sandboxes(config):
+    run = slow_upload(config, 'carol').runs.get()
     dispatcher = Dispatcher(config, 'test')
-    while not (dispatcher.active and dispatcher.active[0].handle):
-        dispatcher.step()
-    process = dispatcher.active[0].handle.process
+    step_until(dispatcher, running_sandboxes)
+    groups = running_sandboxes()
+    start = time.monotonic()
     dispatcher.shutdown()
-    assert process.poll() is not None, 'the worker is stopped'
+    assert time.monotonic() - start < 2, 'the running sections were killed, not waited for'
+    assert not running_sandboxes() and not any(alive(group) for group in groups)
     run = Run.objects.get(id=run.id)
     assert (run.state, run.attempt, run.failures) == ('queued', 2, 0)
     assert queue.position(run) == 0
     assert not Run.objects.filter(state=Run.LEASED).exists()
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def test_a_database_error_does_not_stop_the_dispatcher(config, monkeypatch):
@@ -116,3 +148,82 @@ def test_a_database_error_does_not_stop_the_dispatcher(config, monkeypatch):
     Dispatcher(config, 'flaky').serve()
     assert calls == [0, 1], 'it went on after the error'
     assert not module.DispatcherRow.objects.filter(name='flaky').exists()
+
+
+# ================================ On Dask ===================================
+
+@pytest.fixture
+def dask_config(config):
+    """The course's config with a real Dask scheduler and one worker of 2 slots, run by a
+    nanny (a killed worker comes back, as under a process supervisor)."""
+    address = f"tcp://127.0.0.1:{free_port()}"
+    scheduler = start(['dask', 'scheduler', '--host', '127.0.0.1', '--port',
+                       address.rsplit(':', 1)[1], '--no-dashboard'])
+    nanny = start(['dask', 'worker', address, '--host', '127.0.0.1', '--nthreads', '2',
+                   '--resources', 'slots=2', '--no-dashboard'])
+    yield replace(config, engine='dask', scheduler=address), nanny
+    for process in (nanny, scheduler):
+        stop(process)
+
+
+def test_on_dask_a_killed_worker_makes_the_next_attempt(dask_config):
+    config, nanny = dask_config
+    run = slow_upload(config, 'dan').runs.get()
+    only(run, ['2.1.1', '2.1.2', '2.1.3'])
+    dispatcher = Dispatcher(config, 'test')
+    assert dispatcher.capacity == 2 and dispatcher.engine.name == 'dask'
+
+    def sections_running():
+        return [pid for pid in descendants(nanny.pid) if b'"probe": false' in command(pid)]
+    step_until(dispatcher, sections_running)
+    assert not running_sandboxes(), 'the sections run on the Dask worker, not here'
+    for worker in children(nanny.pid):
+        os.kill(worker, signal.SIGKILL)
+    run = grade_until_done(dispatcher, run.id)
+    dispatcher.shutdown()
+    assert (run.attempt, run.failures) == (2, 1)
+    sections = run.result['sections']
+    assert set(sections) == {'2.1.1', '2.1.2', '2.1.3'}
+    assert all(section['verdict'] == 'passed' for section in sections.values())
+    assert all('tcp://127.0.0.1:' in section['worker'] for section in sections.values())
+    assert run.result['grader']['engine'].startswith(f"dask ({config.scheduler}, 1 worker")
+
+
+def test_an_unreachable_scheduler_is_a_one_line_error(config):
+    with pytest.raises(course.ConfigError, match=r"^service.engine = 'dask': no Dask scheduler "
+                                                 r"answers at tcp://127.0.0.1:\d+"):
+        Dispatcher(replace(config, engine='dask', scheduler=f"tcp://127.0.0.1:{free_port()}"))
+
+
+def children(parent):
+    return [pid for pid in descendants(parent)
+            if Path(f"/proc/{pid}/stat").exists()
+            and int(Path(f"/proc/{pid}/stat").read_text().rsplit(')', 1)[1].split()[1]) == parent]
+
+
+# ============================ Training runs =================================
+
+@pytest.mark.training
+@pytest.mark.parametrize('engine', ['local', 'dask'])
+def test_a_requested_mnist_run_is_graded(config, engine, request, tmp_path):
+    """A student asks for the training section on a submission: it runs on MNIST with
+    the assignment's limits, alone on its machine (local) or worker (Dask)."""
+    table = tmp_path / 'table.csv'
+    table.write_text('section,title,points,tests\n2.1.1,ReLU,0.5,relu\n2.4,MNIST,1.0,mnist\n')
+    if engine == 'dask':
+        config, _ = request.getfixturevalue('dask_config')
+    config = replace(config, points=str(table))
+    student, _ = User.objects.get_or_create(username=f"trainer-{engine}")
+    submission = rules.upload(config, student, (KIT / 'solution.py').read_bytes())
+    rules.request_training(config, submission)
+    ordinary, training = Run.objects.filter(submission=submission).order_by('id')
+    assert (ordinary.sections, training.sections, training.training) == (['2.1.1'], ['2.4'], True)
+    dispatcher = Dispatcher(config, 'test')
+    training = grade_until_done(dispatcher, training.id, seconds=900)
+    dispatcher.shutdown()
+    result = training.result['sections']['2.4']
+    assert result['verdict'] == 'passed', result
+    assert re.fullmatch(r"test accuracy 0\.9\d+, trained in \d+ s", result['message'])
+    assert '2.4' not in Run.objects.get(id=ordinary.id).result['sections']
+    report = rules.report(config, Submission.objects.get(id=submission.id))
+    assert report.state == 'graded' and report.total == 1.5

@@ -1,8 +1,10 @@
 """The checking service end to end: real web server and dispatcher processes
 (./run.py serve web / dispatcher), a real SQLite database, Debian's chromium
 driven by Playwright, as students and TAs meet it. Processes are killed on the
-way (web server while queued, dispatcher, worker and sandbox mid-run): every submission
-is graded exactly once. Short limits and non-training sections keep it quick.
+way (web server while queued, dispatcher and sandbox mid-run; on the Dask engine, with
+a real scheduler and worker, the worker mid-run): every submission is graded exactly
+once. Short limits and non-training sections keep it quick; the MNIST section through
+the browser and Dask is a `training` test.
 
 Screenshots go to a temporary directory; NN_SCREENSHOTS=docs refreshes the README's.
 """
@@ -30,6 +32,8 @@ CHROMIUM = '/usr/bin/chromium'
 BROWSER_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking',
                 '--disable-component-update', '--disable-sync', '--no-first-run']
 SECTIONS = ['2.1.1', '2.1.2', '2.1.3']
+TABLE = ('section,title,points,tests\n2.1.1,ReLU,0.5,relu\n2.1.2,Softmax,1.5,softmax\n'
+         '2.1.3,Dense,1.5,dense\n')
 SOFTMAX_BUG = next(edit for edit in MUTANTS if edit.what.startswith('diagonal-only Jacobian'))
 PASSWORD = 'a-long-new-password-7'
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason='apt-get install chromium')
@@ -69,18 +73,16 @@ raise RuntimeError('found: ' + ', '.join(found) if found else 'found nothing')
 class Service:
     """The data directory, the course config and the service's processes."""
 
-    def __init__(self, root):
+    def __init__(self, root, table=TABLE, engine=''):
         self.root, self.data = root, root / 'data'
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        (root / 'table.csv').write_text(
-            'section,title,points,tests\n2.1.1,ReLU,0.5,relu\n2.1.2,Softmax,1.5,softmax\n'
-            '2.1.3,Dense,1.5,dense\n')
+        (root / 'table.csv').write_text(table)
         self.config = root / 'course.toml'
         self.config.write_text(f'[course]\npoints = "{root / "table.csv"}"\n'
                                '[limits]\ntime = 20\n'
                                '[quotas]\nuploads_per_hour = 50\n'
-                               '[service]\nslots = 2\nlease = 4\nheartbeat = 1\n')
+                               f'[service]\nslots = 2\nlease = 4\nheartbeat = 1\n{engine}')
         self.processes, self.logs = {}, root / 'logs'
         self.logs.mkdir()
 
@@ -153,8 +155,14 @@ def graded_once(service, submission, sections=SECTIONS):
 
 @pytest.fixture(scope='module')
 def service(tmp_path_factory):
-    root = tmp_path_factory.mktemp('service')
-    service = Service(root)
+    service = with_accounts(Service(tmp_path_factory.mktemp('service')))
+    yield service
+    service.stop_all()
+
+
+def with_accounts(service):
+    """The roster's students and a TA imported, their initial passwords in service.passwords."""
+    root = service.root
     (root / 'roster.csv').write_text('student_id,name,email\nalice,Alice A,a@x\nbob,Bob B,b@x\n'
                                      'carol,Carol C,c@x\ndave,Dave D,d@x\neve,Eve E,e@x\n')
     (root / 'tas.csv').write_text('student_id,name,email\nta,Tom TA,t@x\n')
@@ -165,8 +173,7 @@ def service(tmp_path_factory):
     service.passwords = {row['student_id']: row['password']
                          for path in ('passwords.csv', 'ta-passwords.csv')
                          for row in csv.DictReader(io.StringIO((root / path).read_text()))}
-    yield service
-    service.stop_all()
+    return service
 
 
 @pytest.fixture(scope='module')
@@ -318,7 +325,7 @@ def grade_cli(path):
             for section in json.loads(out.read_text())['sections']}
 
 
-def test_a_killed_dispatcher_and_a_killed_worker_lose_nothing(service, browser):
+def test_a_killed_dispatcher_and_a_killed_sandbox_lose_nothing(service, browser):
     carol = log_in(browser, service, 'carol')
     first = upload(carol, service.root, 'slow_carol', slow_solution())
     wait_for(lambda: service.leased(first), 60, 'the run to start')
@@ -332,27 +339,16 @@ def test_a_killed_dispatcher_and_a_killed_worker_lose_nothing(service, browser):
 
     dave = log_in(browser, service, 'dave')
     second = upload(dave, service.root, 'slow_dave', slow_solution())
-    wait_for(lambda: workers(service.processes['dispatcher'].pid), 60, 'a worker to start')
-    time.sleep(1)
-    for worker in workers(service.processes['dispatcher'].pid):
-        os.kill(worker, signal.SIGKILL)
-    wait_graded(dave)
-    runs = graded_once(service, second)
-    assert runs[0][1] == 2 and runs[0][2] == 1, 'the killed worker made the next attempt'
-    assert 'Graded: 3.5 / 3.5' in dave.inner_text('#state')
 
-    visit(dave, service.url + '/')
-    third = upload(dave, service.root, 'slow_dave_again', slow_solution())
-    def sandboxes():
-        return [pid for worker in workers(service.processes['dispatcher'].pid)
-                for pid in children(worker)]
+    def sandboxes():  # the local engine's: children of the dispatcher running a section
+        return children(service.processes['dispatcher'].pid, '"probe": false')
 
     wait_for(sandboxes, 60, 'a sandbox to start')
     time.sleep(1)
     for sandbox in sandboxes():
         os.kill(sandbox, signal.SIGKILL)
     wait_graded(dave)
-    runs = graded_once(service, third)
+    runs = graded_once(service, second)
     assert runs[0][1] == 2 and runs[0][2] == 1, 'the killed sandbox made the next attempt'
     assert 'Graded: 3.5 / 3.5' in dave.inner_text('#state')
 
@@ -369,10 +365,6 @@ def children(parent, command=''):
         if ppid == parent and command in cmdline:
             found.append(int(stat.parent.name))
     return found
-
-
-def workers(parent):
-    return children(parent, 'staff.service.grading')
 
 
 def test_a_hostile_upload_finds_no_other_submission(service, browser):
@@ -416,3 +408,69 @@ def test_serve_starts_everything_and_stops_on_sigterm(tmp_path):
     assert serve.wait(timeout=10) == 0 and time.monotonic() - start < 10
     assert not any(Path(f'/proc/{pid}').exists() for pid in processes)
     assert not port_open(port)
+
+
+# ============================ On the Dask engine ============================
+
+@pytest.fixture(scope='module')
+def dask_service(tmp_path_factory):
+    """The service with a real Dask scheduler and one worker of 2 slots (run by a nanny,
+    which starts it again when it dies); its table has the MNIST section too."""
+    from test_engines import start, stop
+    address = f"tcp://127.0.0.1:{free_port()}"
+    scheduler = start(['dask', 'scheduler', '--host', '127.0.0.1', '--port',
+                       address.rsplit(':', 1)[1], '--no-dashboard'])
+    nanny = start(['dask', 'worker', address, '--host', '127.0.0.1', '--nthreads', '2',
+                   '--resources', 'slots=2', '--no-dashboard'])
+    service = with_accounts(Service(tmp_path_factory.mktemp('dask-service'),
+                                    TABLE + '2.4,MNIST,1.0,mnist\n',
+                                    f'engine = "dask"\nscheduler = "{address}"\n'))
+    service.nanny = nanny
+    service.start('web')
+    service.start('dispatcher')
+    yield service
+    service.stop_all()
+    for process in (nanny, scheduler):
+        stop(process)
+
+
+def test_on_dask_a_killed_worker_loses_nothing(dask_service, browser):
+    service = dask_service
+    carol = log_in(browser, service, 'carol')
+    submission = upload(carol, service.root, 'slow_carol', slow_solution())
+
+    def sections():  # sandboxes on the Dask worker
+        return [pid for worker in children(service.nanny.pid)
+                for pid in children(worker, '"probe": false')]
+
+    wait_for(sections, 60, 'a section to start on the Dask worker')
+    assert not children(service.processes['dispatcher'].pid, '"probe": false')
+    time.sleep(1)
+    for worker in children(service.nanny.pid, 'spawn_main'):
+        os.kill(worker, signal.SIGKILL)
+    wait_graded(carol)
+    runs = graded_once(service, submission)
+    assert runs[0][1] == 2 and runs[0][2] == 1, 'the killed worker made the next attempt'
+    assert 'Graded: 3.5 / 4.5' in carol.inner_text('#state'), 'MNIST runs when asked for'
+    assert 'Run the training sections (2.4)' in carol.inner_text('main')
+    ta = log_in(browser, service, 'ta')
+    ta.goto(service.url + '/ta/queue/')
+    assert "dask (tcp://127.0.0.1:" in ta.inner_text('main'), 'the engine on the queue page'
+    ta.goto(service.url + f'/submissions/{submission}/')
+    assert 'engine: dask' in ta.inner_text('main')
+
+
+@pytest.mark.training
+def test_on_dask_a_student_asks_for_the_mnist_section(dask_service, browser, shots):
+    service = dask_service
+    alice = log_in(browser, service, 'alice')
+    submission = upload(alice, service.root, 'reference', reference())
+    wait_graded(alice)
+    click(alice, 'button:text-is("Run the training sections (2.4) on this submission")')
+    assert 'Queued' in alice.inner_text('#state')
+    wait_graded(alice, seconds=900)
+    row = section_row(alice, '2.4').inner_text()
+    assert 'passed' in row and re.search(r'test accuracy 0\.9\d+, trained in \d+ s', row), row
+    assert 'Graded: 4.5 / 4.5' in alice.inner_text('#state')
+    alice.screenshot(path=shots / 'service-training.png', full_page=True)
+    graded_once(service, submission, [*SECTIONS, '2.4'])

@@ -1,30 +1,23 @@
-"""The service's one seam to the grader (staff/grader.py): which sections there
-are, and grading some sections of one submission in a worker process.
+"""The service's one seam to the grader (staff/grader.py) and its engines
+(staff/engines.py): which sections there are, the engine the course's config
+names, and one attempt of a run graded there.
 
-    python -m staff.service.grading SUBMISSION SECTION...
-
-prints one JSON line describing the grader ({"grader": ...}), then one line
-per graded section ({"section": number, "result": ...}), in order, as
-./run.py grade grades them (the engine API's task, run here), and exits with status
-SANDBOX_KILLED when a sandbox was killed from outside. The worker reads the
-course's config from the environment (staff/service/config.py) and hides the
-service's data directory from the sandbox.
+An attempt's sections go to the engine as tasks (the submission's source and
+the cases' inputs), as ./run.py grade sends them; they come back to the
+dispatcher and are judged there, where the expected outputs and the hidden
+set stay. The engine retries nothing (retries=0): a section lost with its
+worker, or whose sandbox was killed from outside, gives the whole attempt
+back to the queue, whose attempt count is the only retry count.
 """
-import json
 import signal
-import socket
-import sys
 from functools import cache
-from pathlib import Path
 
 import common
-from common import Verdict
-from staff import cli, grader
+from staff import cli, engines, grader
 from staff.sandbox import Limits
-from staff.service import config as course
+from staff.service.config import ConfigError
 
 KILLED = f"killed by {signal.SIGKILL.name}"  # in the grader's message of a killed child
-SANDBOX_KILLED = 75  # the worker's exit status then (EX_TEMPFAIL)
 
 
 @cache
@@ -51,7 +44,9 @@ def split_sections(config):
     return ordinary, training
 
 
+@cache
 def make_grader(config, numbers):
+    """The grader of these sections (a tuple of numbers) with the course's limits."""
     limits = Limits(wall=config.time, cpu=config.time, memory=cli.parse_size(config.memory),
                     threads=config.threads)
     return grader.Grader(table(config.points), ','.join(numbers), config.hidden, limits,
@@ -59,53 +54,64 @@ def make_grader(config, numbers):
                          None, config.isolation)
 
 
-class SandboxKilled(Exception):
-    """A section's sandbox was killed from outside: the section gets no verdict from it."""
-
-
-def grade(config, submission, numbers, emit):
-    """Grades the sections `numbers` of one submission, emitting each result as it comes.
-
-    Each section is a SectionTask run here (grader.run_task, what an engine's
-    worker runs) and judged (grader.judge_run); after an import failure the
-    rest fail alike unrun, as ./run.py grade does. A sandbox killed by SIGKILL
-    (by an operator, the OOM killer, or the submission itself) is not the
-    submission's verdict: SandboxKilled, and the run's next attempt grades the
-    section again (after max_failures the run is an error)."""
-    worker = make_grader(config, numbers)
-    emit({'grader': {'isolation': worker.description, 'limits': worker.limit_descriptions()}})
-    source, host = Path(submission).read_bytes(), socket.gethostname()
-    import_failure = None
-    for plan in worker.plans:
-        if plan.unavailable:
-            result = grader.SectionResult(plan.section, Verdict.NOT_AVAILABLE, plan.unavailable)
-        elif import_failure:
-            result = grader.SectionResult(plan.section, Verdict.IMPORT_FAILED,
-                                          import_failure.message, details=import_failure.details)
-        else:
-            task = worker.task(plan, f"{submission} {plan.section.number}", source)
-            result = grader.judge_run(plan, grader.run_task(task, host))
-            if KILLED in result.message:
-                raise SandboxKilled(f"section {plan.section.number}: {result.message}")
-            if result.verdict == Verdict.IMPORT_FAILED:
-                import_failure = result
-        emit({'section': plan.section.number, 'result': result.to_json()})
-
-
-def emit_line(message):
-    sys.stdout.write(json.dumps(message) + '\n')
-    sys.stdout.flush()
-
-
-def main(argv):
-    submission, *numbers = argv
+def open_engine(config):
+    """The engine of service.engine: local (config.slots sections at a time) or the Dask
+    scheduler at service.scheduler."""
     try:
-        grade(course.from_environment(), submission, numbers, emit_line)
-    except SandboxKilled as error:
-        print(error, file=sys.stderr)
-        return SANDBOX_KILLED
-    return 0
+        if config.engine == 'dask':
+            return engines.open_engine('dask', scheduler=config.scheduler)
+        return engines.open_engine('local', jobs=config.slots or None)
+    except engines.EngineError as error:
+        raise ConfigError(f"service.engine = {config.engine!r}: {error}") from None
 
 
-if __name__ == '__main__':
-    sys.exit(main(sys.argv[1:]))
+class AttemptLost(Exception):
+    """A section got no verdict of its own (its worker lost, its sandbox killed from
+    outside: by an operator, the OOM killer, or the submission itself): the attempt
+    goes back to the queue, and after max_failures the run is an error."""
+
+
+def lost(result):
+    """No verdict of its own: lost with its worker, or the sandbox killed (also at import)."""
+    return result.lost or KILLED in result.message
+
+
+class Grading:
+    """One attempt of a run: its sections not recorded yet, as tasks of the engine."""
+
+    def __init__(self, config, engine, run):
+        numbers = tuple(number for number in run.sections if number not in run.partial)
+        self.grader = make_grader(config, numbers)
+        self.engine = engine
+        self.submission = grader.Submission(
+            self.grader, engine, f"{run.submission.student.username} #{run.submission_id}",
+            run.submission.path, retries=0, source=bytes(run.submission.source))
+        self.reported = set()
+
+    def updates(self):
+        """[(section number, result as JSON)] judged since the last call, in any order;
+        AttemptLost when one has no verdict of its own."""
+        self.submission.collect()
+        new = []
+        for index in sorted(set(self.submission.results) - self.reported):
+            self.reported.add(index)
+            result = self.submission.results[index]
+            if lost(result):
+                raise AttemptLost(f"section {result.section.number}: {result.message}")
+            new.append((result.section.number, result.to_json()))
+        return new
+
+    def in_flight(self):
+        """Sections queued or running on the engine."""
+        return len(self.submission.handles)
+
+    def done(self):
+        return self.submission.complete() and len(self.reported) == len(self.grader.plans)
+
+    def describe(self):
+        """The grader's description kept with the result: isolation, limits, engine."""
+        return {'isolation': self.grader.description,
+                'limits': self.grader.limit_descriptions(), 'engine': self.engine.describe()}
+
+    def cancel(self):
+        self.submission.cancel()

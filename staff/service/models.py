@@ -20,15 +20,25 @@ class FailedLogin(models.Model):
     at = models.DateTimeField(auto_now_add=True, db_index=True)
 
 
+class SubmissionManager(models.Manager):
+    """Leaves each file's bytes in the database until they are asked for."""
+
+    def get_queryset(self):
+        return super().get_queryset().defer('source')
+
+
 class Submission(models.Model):
     student = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
                                 related_name='submissions')
     path = models.CharField(max_length=500, help_text='the stored file, in the data directory')
+    source = models.BinaryField(help_text="the file's bytes: what dispatchers on any machine read")
     sha256 = models.CharField(max_length=64)
     size = models.IntegerField()
     submitted_at = models.DateTimeField(db_index=True)
     late = models.BooleanField(default=False)
     final_training_queued = models.BooleanField(default=False)
+
+    objects = SubmissionManager()
 
     class Meta:
         ordering = ('-submitted_at', '-id')
@@ -74,7 +84,8 @@ class Run(models.Model):
 class Dispatcher(models.Model):
     """A dispatcher process, for the queue-health page."""
     name = models.CharField(max_length=200, unique=True)
-    slots = models.IntegerField()
+    engine = models.CharField(max_length=300, blank=True, help_text="the engine's description")
+    slots = models.IntegerField(help_text="the engine's slots (on Dask: of the workers now)")
     running = models.IntegerField(default=0)
     started_at = models.DateTimeField()
     last_seen = models.DateTimeField()

@@ -88,8 +88,8 @@ def upload(config, user, data, now=None):
     ordinary, _ = grading.split_sections(config)
     with transaction.atomic():
         submission = Submission.objects.create(
-            student=user, path=str(path), sha256=hashlib.sha256(data).hexdigest(), size=len(data),
-            submitted_at=now, late=bool(soft and now > soft))
+            student=user, path=str(path), source=data, sha256=hashlib.sha256(data).hexdigest(),
+            size=len(data), submitted_at=now, late=bool(soft and now > soft))
         queue.enqueue(submission, ordinary)
     return submission
 

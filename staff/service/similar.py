@@ -22,8 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 
 import common
-from staff import similarity
-from staff.service import engine
+from staff import sandbox, similarity
 from staff.service.models import SimilarityReport, Submission
 from staff.service.similar_worker import reference_text
 
@@ -159,17 +158,17 @@ def requeue_expired(max_failures, now=None):
             give_back(report, True, max_failures, 'its lease ran out')
 
 
-def texts(config, submissions):
+def texts(submissions):
     """{student: text} of {student: submission id}, and the reference's."""
-    texts = {student: (config.data / path).read_text(encoding='utf-8', errors='replace')
-             for student, path in stored_paths(submissions).items()}
-    return {**texts, similarity.REFERENCE: reference_text()}
+    return {**stored_texts(submissions), similarity.REFERENCE: reference_text()}
 
 
-def stored_paths(submissions):
-    """{student: the stored file's path in the data directory} of {student: submission id}."""
-    paths = dict(Submission.objects.filter(id__in=submissions.values()).values_list('id', 'path'))
-    return {student: paths[number] for student, number in submissions.items()}
+def stored_texts(submissions):
+    """{student: the submission's text} of {student: submission id}, from the database."""
+    sources = dict(Submission.objects.filter(id__in=submissions.values())
+                   .values_list('id', 'source'))
+    return {student: bytes(sources[number]).decode('utf-8', errors='replace')
+            for student, number in submissions.items()}
 
 
 class Job:
@@ -182,14 +181,13 @@ class Job:
         folder.mkdir(exist_ok=True)
         stem = folder / f"{report.id}-{report.attempt}"
         self.input, self.output = stem.with_suffix('.in.json'), stem.with_suffix('.out.json')
-        files = {student: str(config.data / path)
-                 for student, path in stored_paths(report.submissions).items()}
-        self.input.write_text(json.dumps({'points': config.points, 'files': files,
+        self.input.write_text(json.dumps({'points': config.points,
+                                          'texts': stored_texts(report.submissions),
                                           'pairs': report.pairs}))
         self.process = subprocess.Popen(
-            [sys.executable, '-m', 'staff.service.similar_worker', str(self.input),
-             str(self.output)], cwd=common.KIT_DIR, stdin=subprocess.DEVNULL,
-            start_new_session=True, preexec_fn=engine.die_with_parent)
+            sandbox.die_with_parent([sys.executable, '-m', 'staff.service.similar_worker',
+                                     str(self.input), str(self.output)]),
+            cwd=common.KIT_DIR, stdin=subprocess.DEVNULL, start_new_session=True)
 
     def done(self):
         return self.process.poll() is not None
@@ -203,7 +201,8 @@ class Job:
             return None
 
     def cancel(self):
-        engine.kill(self.process)
+        sandbox.kill_group(self.process.pid)
+        self.process.wait()
 
     def clean(self):
         for path in (self.input, self.output):

@@ -2,9 +2,9 @@
 
     python -m staff.service.similar_worker INPUT OUTPUT
 
-INPUT (JSON): {"points": the course's points table, "files": {student: path},
+INPUT (JSON): {"points": the course's points table, "texts": {student: text},
 "pairs": [[a, b, similarity]]}. With no pairs it writes the whole report of the
-files against each other and the reference (similarity.Report.to_json(): every
+texts against each other and the reference (similarity.Report.to_json(): every
 pair ranked, the first similarity.TOP with their matching regions); with pairs,
 {"shown": ...} for those pairs only. OUTPUT is written whole (renamed into
 place) or not at all. The process runs niced: grading goes first.
@@ -25,9 +25,7 @@ def reference_text():
     return (common.KIT_DIR / 'solution.py').read_text(encoding='utf-8', errors='replace')
 
 
-def compute(points, files, pairs):
-    texts = {student: Path(path).read_text(encoding='utf-8', errors='replace')
-             for student, path in files.items()}
+def compute(points, texts, pairs):
     reference = reference_text()
     template = make_template(reference, grading.table(points))
     others = {similarity.REFERENCE: reference}
@@ -42,7 +40,7 @@ def main(argv):
     source, target = map(Path, argv)
     os.nice(10)
     job = json.loads(source.read_text())
-    result = compute(job['points'], job['files'], job['pairs'])
+    result = compute(job['points'], job['texts'], job['pairs'])
     partial = target.with_suffix('.part')
     partial.write_text(json.dumps(result))
     os.replace(partial, target)

@@ -1,6 +1,7 @@
 """The web pages: students log in, upload and read their reports; TAs see the
 gradebook, submissions, the queue and similar submissions, and rejudge."""
 import csv
+import io
 from datetime import timedelta
 from functools import wraps
 
@@ -150,8 +151,7 @@ def submission_view(request, submission_id):
 @login_required
 def submission_file(request, submission_id):
     submission = visible_submission(request, submission_id)
-    path = course().data / submission.path
-    return FileResponse(open(path, 'rb'), as_attachment=True,
+    return FileResponse(io.BytesIO(submission.source), as_attachment=True,
                         filename=f"{submission.student.username}-{submission.id}-solution.py",
                         content_type='text/x-python')
 
@@ -295,7 +295,7 @@ def similarity_pair(request, report_id, rank):
         similar.request(request.user.username, report, [(a, b, value)])
         return redirect('similarity_pair', report.id, rank)
     side = entry and mark_safe(similarity.side_by_side(
-        similarity.Match.from_json(entry), similar.texts(course(), report.submissions)))
+        similarity.Match.from_json(entry), similar.texts(report.submissions)))
     return render(request, 'service/similarity_pair.html', {
         'report': report, 'rank': rank, 'a': a, 'b': b, 'value': value, 'side': side,
         'style': mark_safe(similarity.STYLE), 'waiting': waiting, 'refresh': waiting is not None,
