@@ -108,6 +108,7 @@ def test_an_upload_is_stored_and_queued_before_the_response(config):
     assert response.url == f'/submissions/{submission.id}/'
     stored = DATA / submission.path
     assert stored.read_bytes() == SOLUTION
+    assert bytes(submission.source) == SOLUTION, 'the bytes dispatchers read, on any machine'
     assert submission.sha256 == hashlib.sha256(SOLUTION).hexdigest()
     assert stored.parent.name == 's001' and not list(stored.parent.glob('.*.part'))
     ordinary, training = grading.split_sections(config)
@@ -221,6 +222,12 @@ def test_the_readme_example_config_loads_and_bad_keys_are_named(tmp_path):
     assert loaded == replace(course.load(None, tmp_path / 'data'), path=tmp_path / 'course.toml')
     (tmp_path / 'course.toml').write_text(example.replace('# soft =', 'soft ='))
     assert course.load(tmp_path / 'course.toml', tmp_path / 'data').soft_deadline.hour == 23
+    cluster = example.replace('engine = "local"', 'engine = "dask"')
+    (tmp_path / 'course.toml').write_text(cluster.replace('# scheduler =', 'scheduler ='))
+    assert course.load(tmp_path / 'course.toml', tmp_path / 'data').scheduler.startswith('tcp://')
+    (tmp_path / 'course.toml').write_text(cluster)
+    with pytest.raises(course.ConfigError, match="'dask' needs service.scheduler"):
+        course.load(tmp_path / 'course.toml', tmp_path / 'data')
     (tmp_path / 'bad.toml').write_text('[limits]\ntimeout = 5\n')
     with pytest.raises(course.ConfigError, match='unknown key limits.timeout'):
         course.load(tmp_path / 'bad.toml', tmp_path / 'data')

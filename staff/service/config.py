@@ -42,7 +42,7 @@ class Config:
     training_per_day: int = 1
     engine: str = 'local'            # 'local' or 'dask'
     scheduler: str = ''              # the Dask scheduler's address
-    slots: int = 0                   # runs graded at a time by the local engine (0: the cores)
+    slots: int = 0                   # sections graded at a time by the local engine (0: the cores)
     database_url: str = ''
     secret_key: str = ''
     allowed_hosts: tuple = ('127.0.0.1', 'localhost')
@@ -136,6 +136,9 @@ def load(path=None, data=None):
                           "submission could read every student's files)")
     if values.get('engine', 'local') not in ('local', 'dask'):
         raise ConfigError("service.engine: 'local' or 'dask'")
+    if values.get('engine') == 'dask' and not values.get('scheduler'):
+        raise ConfigError("service.engine = 'dask' needs service.scheduler, the Dask "
+                          "scheduler's address, e.g. \"tcp://10.0.0.5:8786\"")
     if 'allowed_hosts' in values:
         values['allowed_hosts'] = tuple(values['allowed_hosts'])
     config = Config(data=Path(data or DEFAULT_DATA).resolve(), path=path and Path(path).resolve(),

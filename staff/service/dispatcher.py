@@ -166,7 +166,8 @@ class Dispatcher:
                 return
         if active.grading.done():
             self.active.remove(active)
-            queue.finish(run.id, run.attempt, self.name, active.grading.describe())
+            queue.finish(run.id, run.attempt, self.name,
+                         active.grading.describe(self.engine_description()))
 
     def compare(self):
         """Claims a requested similarity report when none is computed here, this dispatcher
@@ -212,10 +213,11 @@ class Dispatcher:
 
 
 def main(config, runs='all'):
-    grading.sections(config)  # a bad points table stops here, not in every worker
     if grader.choose_isolation(config.isolation)[0] == 'none':
         raise course.ConfigError("no sandbox works here (apt-get install bubblewrap): without one "
                                  "a submission could read every student's files")
+    every = [section.number for section in grading.sections(config)]
+    grading.make_grader(config, every)  # a bad points table, hidden set or limit stops here
     Path(config.data).mkdir(parents=True, exist_ok=True)
     Dispatcher(config, runs=runs).serve()
     return 0

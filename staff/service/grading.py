@@ -44,9 +44,9 @@ def split_sections(config):
     return ordinary, training
 
 
-@cache
 def make_grader(config, numbers):
-    """The grader of these sections (a tuple of numbers) with the course's limits."""
+    """The grader of these sections with the course's limits; made for each attempt, so
+    that fixtures fixed and a hidden set added count from the next rejudge on."""
     limits = Limits(wall=config.time, cpu=config.time, memory=cli.parse_size(config.memory),
                     threads=config.threads)
     return grader.Grader(table(config.points), ','.join(numbers), config.hidden, limits,
@@ -82,7 +82,6 @@ class Grading:
     def __init__(self, config, engine, run):
         numbers = tuple(number for number in run.sections if number not in run.partial)
         self.grader = make_grader(config, numbers)
-        self.engine = engine
         self.submission = grader.Submission(
             self.grader, engine, f"{run.submission.student.username} #{run.submission_id}",
             run.submission.path, retries=0, source=bytes(run.submission.source))
@@ -108,10 +107,10 @@ class Grading:
     def done(self):
         return self.submission.complete() and len(self.reported) == len(self.grader.plans)
 
-    def describe(self):
-        """The grader's description kept with the result: isolation, limits, engine."""
+    def describe(self, engine):
+        """The grader's description kept with the result: isolation, limits, the engine's."""
         return {'isolation': self.grader.description,
-                'limits': self.grader.limit_descriptions(), 'engine': self.engine.describe()}
+                'limits': self.grader.limit_descriptions(), 'engine': engine}
 
     def cancel(self):
         self.submission.cancel()

@@ -1,8 +1,8 @@
-"""./run.py serve: the checking service (web server, dispatcher, workers).
+"""./run.py serve: the checking service (web server, dispatcher).
 
     ./run.py serve                         everything on this machine: http://127.0.0.1:8000/
     ./run.py serve web --host 0.0.0.0      only the web server (waitress)
-    ./run.py serve dispatcher              only the dispatcher (it starts the workers)
+    ./run.py serve dispatcher              only the dispatcher (it grades on the engine)
     ./run.py serve manage import_roster roster.csv passwords.csv
                                            a Django management command (createsuperuser, ...)
 
