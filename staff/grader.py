@@ -1136,7 +1136,9 @@ def batch_preamble(grader, skipped):
 
 def skipped_lines(skipped):
     """The line that names what find_submissions skipped, if anything."""
-    return [f"skipped {len(skipped)} entries that are not submissions (<student>.py or "
+    entries = 'entry that is not a submission' if len(skipped) == 1 else \
+        'entries that are not submissions'
+    return [f"skipped {len(skipped)} {entries} (<student>.py or "
             f"<student>/solution.py): {printable(', '.join(skipped))}"] if skipped else []
 
 

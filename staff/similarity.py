@@ -34,7 +34,7 @@ from copydetect import compare_files
 from copydetect.utils import filter_code, get_token_coverage, highlight_overlap, winnow
 
 from staff.cli import UsageError, add_reference_argument, find_table
-from staff.grader import cores, find_submissions, printable, skipped_lines
+from staff.grader import cores, find_submissions, output_problem, printable, skipped_lines
 from staff.kit import make_template
 from staff.points import STANDARD_TABLE
 
@@ -411,8 +411,8 @@ def against_files(directory):
 
 
 def check_output(option, path):
-    if path is not None and (path.is_dir() or not path.resolve().parent.is_dir()):
-        raise UsageError(f"{option} {path}: not a file in an existing directory")
+    if path is not None and (problem := output_problem(path)):
+        raise UsageError(f"{option} {path}: {problem}")
 
 
 def add_arguments(parser):

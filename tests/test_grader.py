@@ -618,7 +618,7 @@ def test_training_corpus_gets_its_verdicts(tiny, tmp_path, isolation):
     assert accuracy < 0.3
     assert messages['trains_at_import'] == \
         "the 5 s wall-clock limit ran out while importing solution.py"
-    assert re.search(r"trained in [3-9] s: over the limit of 3 s", messages['fake_clock'])
+    assert re.search(r"trained in [3-9]\.\d s: over the limit of 3 s", messages['fake_clock'])
 
 
 def test_label_table_would_pass_without_the_disguise(tiny, tmp_path, monkeypatch):
@@ -822,6 +822,9 @@ def test_cli_batch_says_what_it_skipped_and_why_imports_failed(tmp_path):
     assert lines[0] == ("skipped 2 entries that are not submissions (<student>.py or "
                         "<student>/solution.py): empty_folder/, notes.txt")
     assert "carol: 0 / 2  (import failed: ValueError: no, thanks)" in lines
+    assert grader.skipped_lines(['notes.txt']) == [
+        "skipped 1 entry that is not a submission (<student>.py or <student>/solution.py): "
+        "notes.txt"]
 
 
 @pytest.mark.parametrize('args, message', [

@@ -1,7 +1,8 @@
 """The checking service's job queue: claim, lease, heartbeat, expiry, superseded attempts.
 
 On SQLite by default; on PostgreSQL when DATABASE_URL is set (test_queue_on_postgres
-runs this file so, against the server staff/service/ci_postgres.sh starts).
+runs this file so, with the dispatcher's and the web pages' tests, against the server
+staff/service/ci_postgres.sh starts).
 """
 import os
 import subprocess
@@ -169,7 +170,8 @@ def test_sqlite_runs_in_wal_mode_with_immediate_transactions():
 
 
 def test_queue_on_postgres():
-    """The tests above on PostgreSQL (Debian's, started by ci_postgres.sh)."""
+    """The tests above on PostgreSQL (Debian's, started by ci_postgres.sh), and the
+    dispatcher's and web pages' (the submissions' bytes come back as memoryview there)."""
     assert not os.environ.get('DATABASE_URL'), 'run it on SQLite: it runs the rest on PostgreSQL'
     script = KIT / 'staff' / 'service' / 'ci_postgres.sh'
     started = subprocess.run(['bash', str(script)], capture_output=True, text=True, timeout=120,
@@ -179,8 +181,10 @@ def test_queue_on_postgres():
     assert started.returncode == 0, started.stderr
     url = started.stdout.strip().splitlines()[-1]
     result = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider',
-                             __file__, '-k', 'not sqlite and not on_postgres'], cwd=KIT,
+                             __file__, KIT / 'tests' / 'test_service_dispatcher.py',
+                             KIT / 'tests' / 'test_service_web.py',
+                             '-k', 'not sqlite and not on_postgres'], cwd=KIT,
                             env={**os.environ, 'DATABASE_URL': url},
-                            capture_output=True, text=True, timeout=300, check=False)
+                            capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert ' passed' in result.stdout and 'failed' not in result.stdout

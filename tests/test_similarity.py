@@ -180,8 +180,8 @@ def test_top_limits_the_pairs_shown(course):
     (['submissions', '--top', '0'], '--top 0: give at least 1'),
     (['submissions', '--sections', 'nosuch'], '--sections nosuch: no such points table'),
     (['submissions', '--against', 'nowhere'], '--against nowhere: not a directory'),
-    (['submissions', '--html', 'public'], '--html public: not a file in an existing directory'),
-    (['submissions', '--csv', 'missing/pairs.csv'], 'not a file in an existing directory'),
+    (['submissions', '--html', 'public'], '--html public: public is a directory'),
+    (['submissions', '--csv', 'missing/pairs.csv'], 'pairs.csv: no directory missing'),
     (['empty'], 'no submissions'),
 ])
 def test_usage_errors_are_one_line(course, args, message):
