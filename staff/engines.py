@@ -44,7 +44,9 @@ the tries: the engine sets the scheduler's allowed-failures to 0, so a task
 lost with its worker comes back at once as KilledWorker and is resubmitted
 under a new key. A task that raised on the
 worker (a kit that differs from the grading host's, a sandbox that does not
-start) is not retried: it is not the worker's loss.
+start) is not retried: it is not the worker's loss. Sections in flight when
+the client loses its Dask scheduler come back at once with lost=True, not
+retried (the client closes after CONNECT_TIMEOUT seconds without it).
 
 SectionTask and SectionRun are plain picklable data; `run_on_worker` is the
 task function every engine calls, a thin call into grader.run_task (which
@@ -271,6 +273,10 @@ class DaskHandle:
                                              f"{error})")
                 run.tries, run.log = self.tries + 1, self.log
                 return self.settle(run)
+            if future.status == 'cancelled':  # not by us: the client lost its scheduler
+                return self.settle(SectionRun(
+                    failure=f"lost with the Dask scheduler {self.engine.address} (it stopped or "
+                            f"the network failed)", lost=True, tries=self.tries + 1, log=self.log))
             error = future.exception()
             if isinstance(error, KilledWorker) and self.tries < self.retries:
                 self.tries += 1
@@ -375,6 +381,11 @@ class DaskEngine:
             return {'running': 0, 'queued': 0}
 
     def capacity(self):
+        """0 while the client reconnects to its scheduler; EngineError once it gave up."""
+        if self.client is None or self.client.status in ('closing', 'closed'):
+            raise EngineError(f"the connection to the Dask scheduler {self.address} was lost")
+        if self.client.status != 'running':
+            return 0
         workers = self.client.scheduler_info()['workers'].values()
         return int(sum(worker.get('resources', {}).get('slots', 0) for worker in workers))
 

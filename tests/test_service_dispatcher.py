@@ -152,32 +152,41 @@ def test_a_database_error_does_not_stop_the_dispatcher(config, monkeypatch):
 
 # ================================ On Dask ===================================
 
+def start_scheduler(address):
+    return start(['dask', 'scheduler', '--host', '127.0.0.1', '--port', address.rsplit(':', 1)[1],
+                  '--no-dashboard'])
+
+
+def start_worker(address):
+    return start(['dask', 'worker', address, '--host', '127.0.0.1', '--nthreads', '2',
+                  '--resources', 'slots=2', '--no-dashboard'])
+
+
 @pytest.fixture
 def dask_config(config):
     """The course's config with a real Dask scheduler and one worker of 2 slots, run by a
     nanny (a killed worker comes back, as under a process supervisor)."""
     address = f"tcp://127.0.0.1:{free_port()}"
-    scheduler = start(['dask', 'scheduler', '--host', '127.0.0.1', '--port',
-                       address.rsplit(':', 1)[1], '--no-dashboard'])
-    nanny = start(['dask', 'worker', address, '--host', '127.0.0.1', '--nthreads', '2',
-                   '--resources', 'slots=2', '--no-dashboard'])
-    yield replace(config, engine='dask', scheduler=address), nanny
-    for process in (nanny, scheduler):
+    cluster = {'scheduler': start_scheduler(address), 'nanny': start_worker(address)}
+    yield replace(config, engine='dask', scheduler=address), cluster
+    for process in cluster.values():
         stop(process)
 
 
+def sections_running(nanny):
+    """The sandboxes running a section under the Dask worker's nanny."""
+    return [pid for pid in descendants(nanny.pid) if b'"probe": false' in command(pid)]
+
+
 def test_on_dask_a_killed_worker_makes_the_next_attempt(dask_config):
-    config, nanny = dask_config
+    config, cluster = dask_config
     run = slow_upload(config, 'dan').runs.get()
     only(run, ['2.1.1', '2.1.2', '2.1.3'])
     dispatcher = Dispatcher(config, 'test')
     assert dispatcher.capacity == 2 and dispatcher.engine.name == 'dask'
-
-    def sections_running():
-        return [pid for pid in descendants(nanny.pid) if b'"probe": false' in command(pid)]
-    step_until(dispatcher, sections_running)
+    step_until(dispatcher, lambda: sections_running(cluster['nanny']))
     assert not running_sandboxes(), 'the sections run on the Dask worker, not here'
-    for worker in children(nanny.pid):
+    for worker in children(cluster['nanny'].pid):
         os.kill(worker, signal.SIGKILL)
     run = grade_until_done(dispatcher, run.id)
     dispatcher.shutdown()
@@ -187,6 +196,29 @@ def test_on_dask_a_killed_worker_makes_the_next_attempt(dask_config):
     assert all(section['verdict'] == 'passed' for section in sections.values())
     assert all('tcp://127.0.0.1:' in section['worker'] for section in sections.values())
     assert run.result['grader']['engine'].startswith(f"dask ({config.scheduler}, 1 worker")
+
+
+def test_on_dask_a_killed_scheduler_makes_the_next_attempt(dask_config):
+    """The sections in flight come back lost, not as the submission's errors; no run is
+    claimed while the scheduler is gone; the dispatcher connects again once a scheduler
+    answers at the address (started again with its worker, which ends with its
+    scheduler, as their supervisor would), and the next attempt grades the run."""
+    config, cluster = dask_config
+    run = slow_upload(config, 'erin').runs.get()
+    only(run, ['2.1.1', '2.1.2'])
+    dispatcher = Dispatcher(config, 'test')
+    step_until(dispatcher, lambda: sections_running(cluster['nanny']))
+    cluster['scheduler'].kill()
+    cluster['scheduler'].wait()
+    step_until(dispatcher, lambda: Run.objects.get(id=run.id).attempt == 2)
+    assert dispatcher.capacity == 0, 'no claims while the scheduler is gone'
+    cluster['scheduler'] = start_scheduler(config.scheduler)
+    stop(cluster['nanny'])
+    cluster['nanny'] = start_worker(config.scheduler)
+    run = grade_until_done(dispatcher, run.id, seconds=180)
+    dispatcher.shutdown()
+    assert (run.attempt, run.failures) == (2, 1)
+    assert all(section['verdict'] == 'passed' for section in run.result['sections'].values())
 
 
 def test_an_unreachable_scheduler_is_a_one_line_error(config):

@@ -73,10 +73,10 @@ class Dispatcher:
                     for number in (signal.SIGTERM, signal.SIGINT)}
         now = timezone.now()
         DispatcherRow.objects.update_or_create(name=self.name, defaults={
-            'slots': self.capacity, 'engine': self.engine.describe(), 'started_at': now,
+            'slots': self.capacity, 'engine': self.engine_description(), 'started_at': now,
             'last_seen': now})
         print(f"dispatcher {self.name}: {self.capacity} slots on "
-              f"{self.engine.describe()}", flush=True)
+              f"{self.engine_description()}", flush=True)
         try:
             while not self.stopping:
                 try:
@@ -114,12 +114,19 @@ class Dispatcher:
         return self.engine.name == 'local' and any(a.run.training for a in self.active)
 
     def engine_capacity(self):
-        """The engine's slots; 0 while its Dask scheduler does not answer (runs wait)."""
+        """The engine's slots; 0 while it does not answer (runs wait in the queue). A Dask
+        engine that lost its scheduler (its sections came back lost) connects again."""
         try:
             return self.engine.capacity()
-        except Exception as error:  # the scheduler restarts, the network is down
-            print(f"dispatcher {self.name}: the engine does not answer ({error}); no new runs "
-                  f"until it does", flush=True)
+        except Exception as error:  # the scheduler stopped, the network failed
+            print(f"dispatcher {self.name}: the engine does not answer ({type(error).__name__}: "
+                  f"{error}); connecting again", flush=True)
+        self.engine.close()
+        try:
+            self.engine = grading.open_engine(self.config, self.engine.slots)
+            return self.engine.capacity()
+        except Exception as error:  # still gone: no new runs until it answers
+            print(f"dispatcher {self.name}: {error}", flush=True)
             return 0
 
     def engine_description(self):
@@ -159,6 +166,7 @@ class Dispatcher:
             print(f"{run}: {error}; attempt {run.attempt} goes back to the queue", flush=True)
             self.drop(active)
             queue.requeue(run.id, run.attempt, self.name, True, self.config.max_failures)
+            self.capacity = self.engine_capacity()  # a lost worker or scheduler: claim no more
             return
         for number, result in updates:
             if not queue.record_section(run.id, run.attempt, self.name, number, result):

@@ -54,12 +54,12 @@ def make_grader(config, numbers):
                          None, config.isolation)
 
 
-def open_engine(config):
+def open_engine(config, slots=None):
     """The engine of service.engine: local (config.slots sections at a time) or the Dask
-    scheduler at service.scheduler."""
+    scheduler at service.scheduler (its workers' slots asked for unless given)."""
     try:
         if config.engine == 'dask':
-            return engines.open_engine('dask', scheduler=config.scheduler)
+            return engines.open_engine('dask', scheduler=config.scheduler, cores=slots)
         return engines.open_engine('local', jobs=config.slots or None)
     except engines.EngineError as error:
         raise ConfigError(f"service.engine = {config.engine!r}: {error}") from None
