@@ -28,7 +28,7 @@ COMMANDS = (  # name, the module with add_arguments(parser) and main(args), help
     ('make-kit', 'staff.kit', 'write the student kit (a folder and a zip)'),
     ('grade', 'staff.grader', 'grade submitted solution.py files in a sandbox'),
     ('similarity', 'staff.similarity', 'rank pairs of similar submissions (copies)'),
-    ('serve', 'staff.service.serve', 'the checking service: web server, dispatcher, workers'),
+    ('serve', 'staff.service.serve', 'the checking service: web server, dispatcher'),
 )
 
 

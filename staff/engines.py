@@ -15,7 +15,9 @@ The contract (the grader and the checking service use nothing else):
     handle.done()                -> bool: a result (or a cancellation) is there
     handle.result(timeout=None)  -> SectionRun; TimeoutError when none came
                                     within timeout seconds; CancelledError
-                                    after a successful cancel(). Never raises
+                                    after a successful cancel(); EngineError
+                                    when the engine lost its Dask scheduler
+                                    (the section did not end). Never raises
                                     for the task's own failures: they come as
                                     SectionRun.failure.
     handle.cancel()              -> bool: True when the task will not run (or,
@@ -45,8 +47,9 @@ lost with its worker comes back at once as KilledWorker and is resubmitted
 under a new key. A task that raised on the
 worker (a kit that differs from the grading host's, a sandbox that does not
 start) is not retried: it is not the worker's loss. Sections in flight when
-the client loses its Dask scheduler come back at once with lost=True, not
-retried (the client closes after CONNECT_TIMEOUT seconds without it).
+the client loses its Dask scheduler end at once with EngineError, not
+retried (the client closes after CONNECT_TIMEOUT seconds without it, and
+capacity() raises EngineError from then on).
 
 SectionTask and SectionRun are plain picklable data; `run_on_worker` is the
 task function every engine calls, a thin call into grader.run_task (which
@@ -248,7 +251,7 @@ class DaskHandle:
         self.tries, self.log = 0, []
         self.lock = threading.Lock()
         self.finished = threading.Event()
-        self.outcome = None
+        self.outcome = self.error = None
         self.cancelled = False
         self.future = None
         self.start()
@@ -274,9 +277,9 @@ class DaskHandle:
                 run.tries, run.log = self.tries + 1, self.log
                 return self.settle(run)
             if future.status == 'cancelled':  # not by us: the client lost its scheduler
-                return self.settle(SectionRun(
-                    failure=f"lost with the Dask scheduler {self.engine.address} (it stopped or "
-                            f"the network failed)", lost=True, tries=self.tries + 1, log=self.log))
+                self.error = EngineError(f"lost the Dask scheduler {self.engine.address} (it "
+                                         f"stopped or the network failed)")
+                return self.finished.set()
             error = future.exception()
             if isinstance(error, KilledWorker) and self.tries < self.retries:
                 self.tries += 1
@@ -304,6 +307,8 @@ class DaskHandle:
             raise CancelledError()
         if not self.finished.wait(timeout):
             raise TimeoutError(f"no result within {timeout} s")
+        if self.error:
+            raise self.error
         return self.outcome
 
     def cancel(self):

@@ -814,6 +814,8 @@ class Batch:
         for student, entry in list(self.flight.items()):
             try:
                 arrived |= entry.collect()
+            except engines.EngineError:  # the engine lost its scheduler: no section can end
+                raise
             except Exception as error:  # a result the grader could not judge
                 if self.strict:
                     raise
@@ -1187,12 +1189,12 @@ def grade_batch(grader, engine, args, submissions):
         done = []
         try:
             grader.grade_all(todo, engine, on_report, bar)
-        except KeyboardInterrupt:
-            print("./run.py grade: interrupted; " + (
+        except (KeyboardInterrupt, engines.EngineError) as error:
+            print(f"./run.py grade: {error or 'interrupted'}; " + (
                 f"{len(stored) + len(done)} of {len(submissions)} results are in {json_path}: "
                 f"rerun the same command to grade the rest" if results else "nothing was kept"),
                 file=sys.stderr)
-            return 130
+            return 130 if isinstance(error, KeyboardInterrupt) else 1
     if results:
         results.rewrite()
     files = ', '.join(str(path) for path in (json_path, args.csv) if path)
@@ -1221,7 +1223,11 @@ def main(args):
     try:
         grader = make_grader(args, engine)
         if not batch:
-            return grade_one(grader, engine, args)
+            try:
+                return grade_one(grader, engine, args)
+            except engines.EngineError as error:  # its scheduler lost mid-run
+                print(f"./run.py grade: {error}", file=sys.stderr)
+                return 1
         for line in batch_preamble(grader, skipped):
             print(line, flush=True)
         return grade_batch(grader, engine, args, submissions)

@@ -194,6 +194,48 @@ def test_killed_worker_loses_nothing_and_leaves_no_sandbox(tmp_path, isolation):
     assert survivor and not [w for w in survivor if str(workers[0].pid) in w]
 
 
+def test_a_lost_scheduler_stops_the_batch_and_a_rerun_resumes(tmp_path):
+    """Sections in flight when the scheduler goes are not the submissions' errors: the
+    batch stops with one line, keeps the results it has, and the rerun grades the rest."""
+    address = f"tcp://127.0.0.1:{free_port()}"
+
+    def cluster():
+        return [start(['dask', 'scheduler', '--host', '127.0.0.1', '--port',
+                       address.rsplit(':', 1)[1], '--no-dashboard']),
+                start(['dask', 'worker', address, '--host', '127.0.0.1', '--nthreads', '1',
+                       '--resources', 'slots=1', '--no-nanny', '--no-dashboard'])]
+
+    directory = slow_submissions(tmp_path / 'subs', 4, 2)
+    results = tmp_path / 'grades.json'
+    command = [*RUN, directory, '--only', 'relu', '--engine', 'dask', '--scheduler', address,
+               '--json', results]
+    processes = cluster()
+    try:
+        grading = subprocess.Popen(list(map(str, command)), cwd=common.KIT_DIR, text=True,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 120
+        while not results.is_file() or not results.read_text():
+            assert time.monotonic() < deadline and grading.poll() is None
+            time.sleep(0.05)
+        stop(processes[0])
+        _, errors = grading.communicate(timeout=120)
+    finally:
+        for process in processes:
+            stop(process)
+    assert grading.returncode == 1, errors
+    assert "lost the Dask scheduler" in errors and "rerun the same command" in errors
+    kept = json_rows(results)
+    assert 1 <= len(kept) < 4 and all(row['total'] == 0.5 for row in kept), 'no error rows'
+    processes = cluster()
+    try:
+        rerun = grade(*command[len(RUN):])
+    finally:
+        for process in processes:
+            stop(process)
+    assert rerun.returncode == 0 and f"{len(kept)} results kept" in rerun.stdout, rerun.stderr
+    assert sorted(row['total'] for row in json_rows(results)) == [0.5] * 4
+
+
 @pytest.fixture(scope='module')
 def dying_engine():
     """A LocalCluster whose tasks kill their worker (its nanny starts another)."""
