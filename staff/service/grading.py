@@ -6,7 +6,8 @@ An attempt's sections go to the engine as tasks (the submission's source and
 the cases' inputs), as ./run.py grade sends them; they come back to the
 dispatcher and are judged there, where the expected outputs and the hidden
 set stay. The engine retries nothing (retries=0): a section lost with its
-worker, or whose sandbox was killed from outside, gives the whole attempt
+worker, or whose sandbox was killed from outside (AttemptLost), or an engine
+that lost its Dask scheduler (engines.EngineError), gives the whole attempt
 back to the queue, whose attempt count is the only retry count.
 """
 import signal
