@@ -301,7 +301,8 @@ def test_student_and_ta_flows(service, browser, shots):
 
     ta.goto(service.url + '/ta/similarity/')
     click(ta, 'button:text-is("Recompute")')
-    assert 'A report is requested' in ta.inner_text('main'), 'the request is only recorded'
+    assert re.search(r'A report is (requested|running \(since)', ta.inner_text('main')), \
+        'the request is only recorded (a dispatcher idle at the time may have claimed it)'
     ta.wait_for_selector('#summary', timeout=120_000)  # the dispatcher computes it
     assert 'alice ~ [reference]' in ta.inner_text('table.pairs') and 'likely copy' in \
         ta.inner_text('table.pairs'), 'a Softmax bug in the reference is a copy of it'
