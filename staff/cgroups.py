@@ -208,7 +208,6 @@ def find():
     Tries a group of each kind before saying yes, and removes the leftovers
     of graders that were killed; once per process.
     """
-    problems = []
     v1 = v1_parents()
     if v1:
         candidate = Cgroups(v1, 1)
@@ -216,9 +215,8 @@ def find():
         try:  # untested on the course machines (see above)
             write(v2 / 'cgroup.subtree_control', ' '.join(f'+{c}' for c in CONTROLLERS))
         except OSError as error:
-            problems.append(f"cgroup v2 at {v2} cannot enable {', '.join(CONTROLLERS)} for its "
-                            f"children ({error.strerror})")
-            return None, '; '.join(problems)
+            return None, (f"cgroup v2 at {v2} cannot enable {', '.join(CONTROLLERS)} for its "
+                          f"children ({error.strerror})")
         candidate = Cgroups((v2,), 2)
     else:
         return None, ("no cgroup v1 pids and memory hierarchies and no cgroup v2 with those "

@@ -273,7 +273,7 @@ def receive_arrays(fd, count):
 def run_case(solution, case, data_fd):
     """common.run_case; a training case first gets its data from the pipe."""
     import common
-    if not common.CHECKS[case['kind']].is_training:
+    if not common.is_training(case):
         return common.run_case(solution, case)
     case = {**case, 'data': receive_arrays(data_fd, TRAINING_ARRAYS)}
     verdict, results = common.run_case(solution, case)

@@ -332,9 +332,7 @@ class DaskEngine:
     name = 'dask'
 
     def __init__(self, scheduler=None, workers=1, cores=None, cluster=None):
-        import dask
         from distributed import Client, LocalCluster
-        dask.config.set({'distributed.scheduler.allowed-failures': 0})
         self.cluster = cluster
         self.task_function = run_on_worker
         if scheduler is None and cluster is None:
@@ -364,8 +362,7 @@ class DaskEngine:
             raise EngineError(f"no Dask worker joined {self.address} within 60 s; start them "
                               f"with: dask worker {self.address} --nthreads N --resources "
                               f"slots=N") from None
-        workers = self.client.scheduler_info()['workers'].values()
-        slots = [worker.get('resources', {}).get('slots', 0) for worker in workers]
+        slots = self.worker_slots()
         if not any(slots):
             raise EngineError(f"the workers of {self.address} offer no slots: start them with "
                               f"dask worker {self.address} --nthreads N --resources slots=N")
@@ -385,14 +382,18 @@ class DaskEngine:
         except Exception:  # scheduler busy or gone: only for the progress bar
             return {'running': 0, 'queued': 0}
 
+    def worker_slots(self):
+        """The slots of each worker now connected."""
+        workers = self.client.scheduler_info()['workers'].values()
+        return [worker.get('resources', {}).get('slots', 0) for worker in workers]
+
     def capacity(self):
         """0 while the client reconnects to its scheduler; EngineError once it gave up."""
         if self.client is None or self.client.status in ('closing', 'closed'):
             raise EngineError(f"the connection to the Dask scheduler {self.address} was lost")
         if self.client.status != 'running':
             return 0
-        workers = self.client.scheduler_info()['workers'].values()
-        return int(sum(worker.get('resources', {}).get('slots', 0) for worker in workers))
+        return int(sum(self.worker_slots()))
 
     def describe(self):
         workers = len(self.client.scheduler_info()['workers'])
@@ -440,9 +441,7 @@ class SlurmEngine(DaskEngine):
         import sys
         from pathlib import Path
 
-        import dask
         from dask_jobqueue import SLURMCluster
-        dask.config.set({'distributed.scheduler.allowed-failures': 0})
         kit = Path(__file__).resolve().parent.parent
         options = {'host': scheduler_host} if scheduler_host else {}
         cluster = SLURMCluster(

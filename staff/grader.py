@@ -224,21 +224,20 @@ def section_group(groups, limits):
         group.remove()
 
 
-def run_child(source, plan, isolation, groups=None, fixtures=None, probe=False):
+def run_child(source, plan, isolation, groups=None, probe=False):
     """Runs one section's cases against a submission (its source) in a sandboxed child.
 
     The one entry point for running a section, wherever it runs (this
     machine or a cluster engine's worker): `plan` holds the cases and the
     limits, `groups` the cgroups.Cgroups to bound it with (None: rlimits
-    only), `fixtures` the public fixtures copied beside the child (default:
-    the kit's). Training cases get their data through the child's data pipe
+    only); the kit's public fixtures are copied beside the child. Training
+    cases get their data through the child's data pipe
     (staff/training.py). Returns (sandbox.Finished, ChildReport), the
     training results already in the test set's order and timed here. A
     probe only checks that the sandbox starts and imports numpy.
     """
-    fixtures = common.find_fixtures() if fixtures is None else fixtures
     deliveries = [] if probe else training.deliveries(plan.cases)
-    with work_directory(source, plan.cases, fixtures if not probe else {}) as stage, \
+    with work_directory(source, plan.cases, {} if probe else common.find_fixtures()) as stage, \
             section_group(groups, plan.limits) as group:
         jail = sandbox.jail_setup(stage) if isolation == 'unshare' else None
         setup = json.dumps({'limits': plan.limits.for_child(), 'jail': jail,
@@ -927,15 +926,15 @@ def find_submissions(directory):
     return {**files, **folders}, skipped
 
 
-# The output formats: write(path, grader, reports, batch) with reports {student: Report};
-# batch is False for one submission given as a file.
+# The output formats of one submission given as a file: write(path, grader, reports) with
+# reports {student: Report} (a batch's results go through staff/journal.py).
 
-def write_json(path, grader, reports, batch=False):
+def write_json(path, grader, reports):
     """One submission's report (a batch's JSON Lines come from staff/journal.py)."""
     Path(path).write_text(json.dumps(next(iter(reports.values())).to_json(), indent=2) + '\n')
 
 
-def write_gradescope(path, grader, reports, batch=False):
+def write_gradescope(path, grader, reports):
     """Gradescope's results.json of the one submission."""
     data = next(iter(reports.values())).to_gradescope()
     Path(path).write_text(json.dumps(data, indent=2) + '\n')
@@ -951,7 +950,7 @@ def csv_row(student, report):
             f"{report.total:g}", report.non_passed()]
 
 
-def write_csv(path, grader, reports, batch=True):
+def write_csv(path, grader, reports):
     """A row per student: points per section, total, the verdicts other than passed."""
     with open(path, 'w', newline='') as file:
         writer = csv.writer(file)
@@ -1104,7 +1103,7 @@ def open_engine(args):
     if args.scheduler and args.engine != 'dask':
         raise UsageError("--scheduler is for --engine dask")
     if args.engine == 'local':
-        options = {'jobs': max(args.jobs, 1)}
+        options = {'jobs': args.jobs}
     elif args.engine == 'dask':
         options = ({'scheduler': args.scheduler} if args.scheduler else
                    {'workers': args.workers or 1, 'cores': args.worker_cores})
@@ -1158,7 +1157,7 @@ def grade_one(grader, engine, args):
     print(report.table())
     for name, output in OUTPUT_FORMATS.items():
         if getattr(args, name):
-            output.write(getattr(args, name), grader, {args.submission.stem: report}, batch=False)
+            output.write(getattr(args, name), grader, {args.submission.stem: report})
     return 0
 
 

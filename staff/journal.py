@@ -31,7 +31,8 @@ def complete_lines(path):
     """The file's lines that end with a newline (a cut last line is dropped)."""
     if path is None or not Path(path).is_file():
         return []
-    return Path(path).read_text().splitlines(keepends=True)
+    return [line for line in Path(path).read_text().splitlines(keepends=True)
+            if line.endswith('\n')]
 
 
 def csv_line(row):
@@ -92,10 +93,9 @@ class Journal:
     def read(self, keys):
         rows = {}
         for line in complete_lines(self.csv_path)[1:]:
-            if line.endswith('\n'):
-                row = next(csv.reader([line]), [])
-                if len(row) == len(self.header):
-                    rows[row[0]] = line
+            row = next(csv.reader([line]), [])
+            if len(row) == len(self.header):
+                rows[row[0]] = line
         for line in complete_lines(self.json_path):
             try:
                 data = json.loads(line)
@@ -104,7 +104,7 @@ class Journal:
                     == keys.get(student)
             except (ValueError, KeyError, TypeError):  # a line cut by a crash
                 continue
-            if line.endswith('\n') and matches and (self.csv_path is None or student in rows):
+            if matches and (self.csv_path is None or student in rows):
                 self.json_lines[student] = line
                 if self.csv_path is not None:
                     self.csv_lines[student] = rows[student]

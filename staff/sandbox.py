@@ -34,9 +34,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from common import GIB
 from staff.cgroups import ENTER_GROUP
 
-GIB = 1 << 30
 MIB = 1 << 20
 OUTPUT_LIMIT = MIB
 PROCESSES = 64  # processes and threads of a section besides its BLAS threads
