@@ -31,6 +31,8 @@ def enqueue(submission, sections, priority=Run.UPLOAD, training=False, requested
 def claim(owner, lease, now=None, kinds=RUN_KINDS['all']):
     """The next queued run of the kinds (training or not), now leased to `owner`
     for `lease` seconds; or None."""
+    if not Run.objects.filter(state=Run.QUEUED, training__in=kinds).exists():
+        return None  # the usual case, without taking SQLite's write lock
     now = now or timezone.now()
     with transaction.atomic():
         run = (Run.objects.select_for_update(skip_locked=True)
@@ -52,12 +54,10 @@ def held(run_id, attempt, owner):
     return Run.objects.filter(id=run_id, attempt=attempt, state=Run.LEASED, lease_owner=owner)
 
 
-def heartbeat(run_id, attempt, owner, lease, current_section=None):
+def heartbeat(run_id, attempt, owner, lease):
     """Extends the lease; False when the run is no longer ours (then stop grading it)."""
-    changes = {'lease_expires': timezone.now() + timedelta(seconds=lease)}
-    if current_section is not None:
-        changes['current_section'] = current_section
-    return held(run_id, attempt, owner).update(**changes) == 1
+    return held(run_id, attempt, owner).update(
+        lease_expires=timezone.now() + timedelta(seconds=lease)) == 1
 
 
 def record_section(run_id, attempt, owner, number, result):

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.db import transaction
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from staff.service import grading, queue
@@ -117,15 +118,15 @@ def queue_final_training(config, now=None):
     _, training = grading.split_sections(config)
     if not training or not config.soft_deadline or now <= config.soft_deadline:
         return
-    finals = {}
-    for submission in (Submission.objects.filter(late=False, final_training_queued=False)
-                       .select_related('student').order_by('submitted_at')):
-        finals[submission.student_id] = submission
-    for submission in finals.values():
+    newer = Submission.objects.filter(
+        Q(submitted_at__gt=OuterRef('submitted_at'))
+        | Q(submitted_at=OuterRef('submitted_at'), id__gt=OuterRef('id')),
+        student=OuterRef('student'), late=False)
+    finals = (Submission.objects.filter(late=False, final_training_queued=False)
+              .exclude(Exists(newer)).select_related('student'))
+    for submission in finals:  # each student's last on-time submission, not queued yet
         soft, _ = config.deadlines(extension(submission.student))
-        newer = Submission.objects.filter(student=submission.student, late=False,
-                                          submitted_at__gt=submission.submitted_at).exists()
-        if now <= soft or newer:
+        if now <= soft:
             continue
         with transaction.atomic():
             for number in training:

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import common
-from staff import similarity
+from staff import journal, similarity
 from staff.kit import make_template
 from staff.service import grading
 
@@ -40,10 +40,7 @@ def main(argv):
     source, target = map(Path, argv)
     os.nice(10)
     job = json.loads(source.read_text())
-    result = compute(job['points'], job['texts'], job['pairs'])
-    partial = target.with_suffix('.part')
-    partial.write_text(json.dumps(result))
-    os.replace(partial, target)
+    journal.replace(target, [json.dumps(compute(job['points'], job['texts'], job['pairs']))])
     return 0
 
 

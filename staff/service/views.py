@@ -243,8 +243,7 @@ def queue_view(request):
     return render(request, 'service/queue.html', {
         'counts': counts, 'oldest_wait': counts['oldest'] and now - counts['oldest'],
         'dispatchers': Dispatcher.objects.order_by('name'), 'alive': alive,
-        'leased': Run.objects.filter(state=Run.LEASED).select_related('submission__student'),
-        'sections': grading.sections(course())})
+        'leased': Run.objects.filter(state=Run.LEASED).select_related('submission__student')})
 
 
 # ============================ Similar submissions ===========================
