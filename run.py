@@ -162,8 +162,12 @@ WAIT_SLICE = 0.5  # seconds of each wait for the child
 
 
 def training_data_problem(fixture):
-    """Why a training test's dataset cannot be loaded (it is downloaded if missing), or ''."""
-    dataset = fixture.load_case(fixture.cases[0])['dataset']
+    """Why a training test's dataset cannot be loaded (it is downloaded if missing), or ''
+    (also for a damaged case: running it says so)."""
+    try:
+        dataset = fixture.load_case(fixture.cases[0])['dataset']
+    except common.FixtureError:
+        return ''
     try:
         RAW_DATASETS[dataset]()
     except DataUnavailable as error:
