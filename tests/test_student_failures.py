@@ -247,6 +247,17 @@ def test_a_damaged_fixture_is_one_line_naming_it_and_the_others_still_run(kit_co
     assert sum('PASSED' in line for line in lines) == 4
 
 
+def test_a_damaged_training_fixture_says_so(kit_copy):
+    """The training test's data check reads the case first: a damaged one is reported as
+    damaged, not as the test process ending."""
+    mnist = common.find_fixtures()['mnist'].directory
+    shutil.copytree(mnist, kit_copy / 'tests' / mnist.name)
+    first_case_file(kit_copy, 'mnist').write_bytes(b'garbage\x00')
+    result = command('unittest', 'mnist', kit_dir=kit_copy)
+    assert result.returncode == 1 and 'Traceback' not in result.stdout + result.stderr
+    assert 'is damaged' in result.stdout and 'ended' not in result.stdout, result.stdout
+
+
 @pytest.mark.parametrize('damage', ['no tests/', 'an empty tests/'])
 def test_no_fixtures_at_all_is_one_line_saying_what_to_do(kit_copy, damage):
     shutil.rmtree(kit_copy / 'tests')
